@@ -1,0 +1,401 @@
+//! Connects the stages of one pipeline and runs a list of units.
+//!
+//! ```text
+//!                 payload channel              ordered queue of           transforms + sink
+//!  Source::fetch ───────────────► dispatcher ─► per-payload batch ─────► collector ─► UnitWriter
+//!   (async I/O)     (bounded)        │           receivers (bounded)     (in seq order)
+//!                                    └─ spawn_blocking decode, at most `decode_workers` at once
+//! ```
+//!
+//! Why this shape: decoding is CPU work and must not stall the async workers that drive the
+//! network, so each payload is decoded on the blocking pool; several payloads of a unit can
+//! decode at once (a second core parses while the first waits on the network), yet the
+//! collector drains their outputs strictly in payload order, so batches are written in the order
+//! the API returned them. Every queue is bounded, so a slow sink slows the source and memory
+//! stays flat whatever the volume.
+//!
+//! A unit either commits completely or not at all: on any error, or on cancellation, its
+//! writer is aborted and the state store is not touched.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use chrono::Utc;
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::bad::BadRecord;
+use crate::error::{ErrorClass, StageError};
+use crate::payload::{Payload, PayloadBody, PayloadSender};
+use crate::stage::{CommitReport, DecodeContext, FetchStats, Format, Sink, Source, Transform, UnitSummary};
+use crate::state::{StateStore, UnitRecord};
+use crate::unit::Unit;
+
+/// Knobs of the runner; every queue is bounded by one of these.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Capacity of every channel between stages (payloads, batches).
+    pub channel_capacity: usize,
+    /// Payload decodes running at once across the whole run.
+    pub decode_workers: usize,
+    /// Units fetched at once.
+    pub unit_concurrency: usize,
+    pub decode: DecodeContext,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { channel_capacity: 4, decode_workers: 2, unit_concurrency: 2, decode: DecodeContext::default() }
+    }
+}
+
+/// The stages of one pipeline, ready to run.
+pub struct Pipeline {
+    pub source: Arc<dyn Source>,
+    pub format: Arc<dyn Format>,
+    pub transforms: Vec<Arc<dyn Transform>>,
+    pub sink: Arc<dyn Sink>,
+    pub state: Arc<dyn StateStore>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("source", &self.source.kind()).field("sink", &self.sink.location()).finish()
+    }
+}
+
+impl Pipeline {
+    /// The schema after every transform, or the first transform that cannot apply.
+    pub fn output_schema(&self) -> Result<SchemaRef, StageError> {
+        let mut schema = self.format.schema();
+        for t in &self.transforms {
+            schema = t.output_schema(&schema).map_err(|e| e.context(format!("transform {}", t.describe())))?;
+        }
+        Ok(schema)
+    }
+}
+
+/// How one unit ended.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum UnitStatus {
+    Committed { report: CommitReport },
+    Failed { class: ErrorClass, message: String },
+    /// Not started, or stopped, because the run was interrupted or a fatal error stopped it.
+    Cancelled,
+}
+
+/// One unit's result and counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnitOutcome {
+    pub unit: Unit,
+    #[serde(flatten)]
+    pub status: UnitStatus,
+    pub fetch: FetchStats,
+    pub rows: u64,
+    pub bad_records: u64,
+    pub duration: Duration,
+}
+
+/// The result of a run, one outcome per planned unit in plan order.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunReport {
+    pub outcomes: Vec<UnitOutcome>,
+}
+
+impl RunReport {
+    /// The most severe failure class in the run, `None` when every unit committed.
+    /// Severity: internal > permanent > retryable > cancelled.
+    pub fn worst(&self) -> Option<ErrorClass> {
+        let rank = |c: ErrorClass| match c {
+            ErrorClass::Internal => 4,
+            ErrorClass::Permanent => 3,
+            ErrorClass::Retryable => 2,
+            ErrorClass::Cancelled => 1,
+        };
+        self.outcomes
+            .iter()
+            .filter_map(|o| match &o.status {
+                UnitStatus::Committed { .. } => None,
+                UnitStatus::Failed { class, .. } => Some(*class),
+                UnitStatus::Cancelled => Some(ErrorClass::Cancelled),
+            })
+            .max_by_key(|c| rank(*c))
+    }
+}
+
+/// Runs `units` through the pipeline. Units fail independently; an internal error (a bug, a
+/// full disk) or `cancel` stops the whole run: units not started are reported as cancelled.
+pub async fn run(pipeline: Arc<Pipeline>, units: Vec<Unit>, opts: RunOptions, cancel: CancellationToken) -> RunReport {
+    let schema = match pipeline.output_schema() {
+        Ok(s) => s,
+        Err(e) => {
+            let message = e.to_string();
+            let outcomes = units
+                .into_iter()
+                .map(|unit| UnitOutcome {
+                    unit,
+                    status: UnitStatus::Failed { class: ErrorClass::Permanent, message: message.clone() },
+                    fetch: FetchStats::default(),
+                    rows: 0,
+                    bad_records: 0,
+                    duration: Duration::ZERO,
+                })
+                .collect();
+            return RunReport { outcomes };
+        }
+    };
+    let decode_slots = Arc::new(Semaphore::new(opts.decode_workers.max(1)));
+    // Stops the remaining units after a fatal error without reporting the run as interrupted.
+    let stop = cancel.child_token();
+    let mut outcomes: Vec<(usize, UnitOutcome)> = futures::stream::iter(units.into_iter().enumerate())
+        .map(|(i, unit)| {
+            let pipeline = Arc::clone(&pipeline);
+            let schema = Arc::clone(&schema);
+            let slots = Arc::clone(&decode_slots);
+            let opts = opts.clone();
+            let stop = stop.clone();
+            async move {
+                let outcome = run_unit(&pipeline, unit, schema, &opts, slots, &stop).await;
+                if let UnitStatus::Failed { class: ErrorClass::Internal, .. } = outcome.status {
+                    stop.cancel();
+                }
+                (i, outcome)
+            }
+        })
+        .buffer_unordered(opts.unit_concurrency.max(1))
+        .collect()
+        .await;
+    outcomes.sort_by_key(|(i, _)| *i);
+    RunReport { outcomes: outcomes.into_iter().map(|(_, o)| o).collect() }
+}
+
+/// What the collector gathered while writing a unit.
+#[derive(Default)]
+struct Collected {
+    rows: u64,
+    bad: Vec<BadRecord>,
+}
+
+async fn run_unit(
+    p: &Pipeline,
+    unit: Unit,
+    schema: SchemaRef,
+    opts: &RunOptions,
+    slots: Arc<Semaphore>,
+    stop: &CancellationToken,
+) -> UnitOutcome {
+    let started = Instant::now();
+    let mut outcome = UnitOutcome {
+        unit: unit.clone(),
+        status: UnitStatus::Cancelled,
+        fetch: FetchStats::default(),
+        rows: 0,
+        bad_records: 0,
+        duration: Duration::ZERO,
+    };
+    if stop.is_cancelled() {
+        return outcome;
+    }
+    tracing::info!(unit = %unit.id, provisional = unit.provisional, "unit started");
+    let result = tokio::select! {
+        r = process_unit(p, &unit, schema, opts, slots) => r,
+        _ = stop.cancelled() => Err(StageError::cancelled()),
+    };
+    outcome.duration = started.elapsed();
+    match result {
+        Ok((report, fetch, collected)) => {
+            outcome.fetch = fetch;
+            outcome.rows = collected.rows;
+            outcome.bad_records = collected.bad.len() as u64;
+            tracing::info!(unit = %unit.id, rows = report.rows, files = report.files.len(), "unit committed");
+            outcome.status = UnitStatus::Committed { report };
+        }
+        Err(e) if e.class() == ErrorClass::Cancelled => {
+            tracing::warn!(unit = %unit.id, "unit interrupted; it will be redone by the next run");
+        }
+        Err(e) => {
+            let e = e.context(format!("unit {}", unit.id));
+            tracing::error!(unit = %unit.id, class = ?e.class(), "{e}");
+            outcome.status = UnitStatus::Failed { class: e.class(), message: e.to_string() };
+        }
+    }
+    outcome
+}
+
+/// Fetches, decodes, transforms and writes one unit, then commits it and records it as done.
+async fn process_unit(
+    p: &Pipeline,
+    unit: &Unit,
+    schema: SchemaRef,
+    opts: &RunOptions,
+    slots: Arc<Semaphore>,
+) -> Result<(CommitReport, FetchStats, Collected), StageError> {
+    let mut writer = p.sink.begin_unit(unit, schema).await?;
+    let cap = opts.channel_capacity.max(1);
+    let (payload_tx, payload_rx) = mpsc::channel::<Payload>(cap);
+    let (queue_tx, queue_rx) = mpsc::channel::<DecodedStream>(opts.decode_workers.max(1));
+
+    let fetch = p.source.fetch(unit, PayloadSender::new(payload_tx));
+    let dispatch = dispatch(Arc::clone(&p.format), payload_rx, queue_tx, slots, opts.decode, cap, unit.id.clone());
+    let collect = collect(&p.transforms, queue_rx, writer.as_mut(), unit);
+
+    let work = async { futures::try_join!(fetch, dispatch, collect) };
+    match work.await {
+        Ok((fetch_stats, (), collected)) => {
+            let summary = UnitSummary { fetch: fetch_stats.clone(), rows: collected.rows, bad_records: collected.bad.clone() };
+            let report = writer.commit(summary).await?;
+            let record = UnitRecord { unit: unit.clone(), committed_at: Utc::now(), report: report.clone() };
+            p.state.mark_done(&record).await.map_err(|e| e.context("recording unit as done"))?;
+            Ok((report, fetch_stats, collected))
+        }
+        Err(e) => {
+            writer.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// Output of one payload's decoder: batches or skipped records, in order, then the end.
+enum Decoded {
+    Batch(RecordBatch),
+    Bad(Vec<BadRecord>),
+    /// The decoder finished the payload. A stream that closes without it lost data (a decode
+    /// thread panicked), and the unit fails instead of committing a short result.
+    End,
+}
+
+type DecodedStream = mpsc::Receiver<Result<Decoded, StageError>>;
+
+/// Starts a blocking decode per payload (at most as many as there are decode slots) and queues
+/// the receivers of their outputs in payload order.
+async fn dispatch(
+    format: Arc<dyn Format>,
+    mut payloads: mpsc::Receiver<Payload>,
+    queue: mpsc::Sender<DecodedStream>,
+    slots: Arc<Semaphore>,
+    ctx: DecodeContext,
+    cap: usize,
+    unit_id: String,
+) -> Result<(), StageError> {
+    while let Some(payload) = payloads.recv().await {
+        let permit = Arc::clone(&slots).acquire_owned().await.map_err(StageError::internal)?;
+        let (tx, rx) = mpsc::channel(cap);
+        let format = Arc::clone(&format);
+        let unit_id = unit_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            decode_payload(format.as_ref(), payload, ctx, &tx, &unit_id);
+        });
+        if queue.send(rx).await.is_err() {
+            // The collector stopped: its error is the one reported.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one payload on a blocking thread, sending its batches as they are produced.
+fn decode_payload(
+    format: &dyn Format,
+    payload: Payload,
+    ctx: DecodeContext,
+    tx: &mpsc::Sender<Result<Decoded, StageError>>,
+    unit_id: &str,
+) {
+    let name = payload.meta.name.clone();
+    let mut decoder = format.decoder(&payload.meta, ctx);
+    let mut out = Vec::new();
+    // Sends what the decoder produced; false when the collector has gone away.
+    let flush = |out: &mut Vec<RecordBatch>, bad: Vec<BadRecord>| -> bool {
+        if !bad.is_empty() {
+            let bad = bad
+                .into_iter()
+                .map(|mut b| {
+                    b.unit = unit_id.to_string();
+                    b.payload = name.clone();
+                    b
+                })
+                .collect();
+            if tx.blocking_send(Ok(Decoded::Bad(bad))).is_err() {
+                return false;
+            }
+        }
+        out.drain(..).all(|b| tx.blocking_send(Ok(Decoded::Batch(b))).is_ok())
+    };
+    let fail = |e: StageError| {
+        let _ = tx.blocking_send(Err(e.context(format!("decoding {name}"))));
+    };
+    match payload.body {
+        PayloadBody::Bytes(bytes) => {
+            if let Err(e) = decoder.decode(&bytes, &mut out).and_then(|()| decoder.finish(&mut out)) {
+                return fail(e.into());
+            }
+            if flush(&mut out, decoder.take_bad_records()) {
+                let _ = tx.blocking_send(Ok(Decoded::End));
+            }
+        }
+        PayloadBody::Chunks(mut chunks) => {
+            while let Some(chunk) = chunks.blocking_recv() {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                };
+                if let Err(e) = decoder.decode(&chunk, &mut out) {
+                    return fail(e.into());
+                }
+                if !flush(&mut out, decoder.take_bad_records()) {
+                    return;
+                }
+            }
+            if let Err(e) = decoder.finish(&mut out) {
+                return fail(e.into());
+            }
+            if flush(&mut out, decoder.take_bad_records()) {
+                let _ = tx.blocking_send(Ok(Decoded::End));
+            }
+        }
+    }
+}
+
+/// Drains the decoded streams in payload order, applies the transforms and writes.
+async fn collect(
+    transforms: &[Arc<dyn Transform>],
+    mut queue: mpsc::Receiver<DecodedStream>,
+    writer: &mut dyn crate::stage::UnitWriter,
+    unit: &Unit,
+) -> Result<Collected, StageError> {
+    let mut collected = Collected::default();
+    while let Some(mut stream) = queue.recv().await {
+        let mut ended = false;
+        while let Some(item) = stream.recv().await {
+            match item? {
+                Decoded::End => ended = true,
+                Decoded::Bad(bad) => {
+                    for b in &bad {
+                        tracing::warn!(unit = %unit.id, payload = %b.payload, line = b.line, reason = %b.reason, "bad record skipped");
+                    }
+                    collected.bad.extend(bad);
+                }
+                Decoded::Batch(mut batch) => {
+                    for t in transforms {
+                        batch = t.apply(batch).map_err(|e| e.context(format!("transform {}", t.describe())))?;
+                    }
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    collected.rows += batch.num_rows() as u64;
+                    writer.write(batch).await?;
+                }
+            }
+        }
+        if !ended {
+            return Err(StageError::internal("a decoder stopped before the end of its payload (see the log for a panic)"));
+        }
+    }
+    Ok(collected)
+}

@@ -1,0 +1,145 @@
+//! The stage traits. Each documents what its callers may rely on.
+
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::bad::{BadRecord, BadRecordPolicy};
+use crate::error::{DecodeError, StageError};
+use crate::payload::{PayloadMeta, PayloadSender};
+use crate::unit::Unit;
+
+/// What the user asked to load.
+#[derive(Clone, Debug)]
+pub struct PlanRequest {
+    /// Start of the requested range (inclusive).
+    pub from: DateTime<Utc>,
+    /// End of the requested range (exclusive).
+    pub to: DateTime<Utc>,
+    /// The time the plan is made; never read from the clock inside `plan`, so plans are testable.
+    pub now: DateTime<Utc>,
+    /// A window is final only when it ends before `now - settle`.
+    pub settle: Duration,
+}
+
+/// The units a run would process, plus every clamp, split or warning applied to fit the API.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Plan {
+    pub units: Vec<Unit>,
+    /// Human-readable notes (`clamped start to the 90-day retention: ...`), logged as warnings.
+    pub notes: Vec<String>,
+}
+
+/// Counters a source reports for one unit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FetchStats {
+    pub requests: u64,
+    pub retries: u64,
+    pub bytes: u64,
+    pub payloads: u64,
+}
+
+/// A vendor API: plans units within the API's rules and fetches them.
+pub trait Source: Send + Sync + 'static {
+    /// The source type (`mail_delivery`), used in unit ids and messages.
+    fn kind(&self) -> &'static str;
+
+    /// Splits the requested range into units. Pure: no I/O. A range that breaks an API rule is
+    /// clamped (with a note) or rejected (with an error that says what the API allows).
+    fn plan(&self, req: &PlanRequest) -> Result<Plan, StageError>;
+
+    /// Fetches every page or file of `unit` in order into `out`. On error nothing of the unit
+    /// is committed; the runner aborts it. Must stop promptly when `out` reports the pipeline
+    /// stopped.
+    fn fetch<'a>(&'a self, unit: &'a Unit, out: PayloadSender) -> BoxFuture<'a, Result<FetchStats, StageError>>;
+}
+
+/// How a decoder is set up for one payload.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeContext {
+    pub policy: BadRecordPolicy,
+    /// Rows per emitted batch (a batch may be smaller at the end of a payload).
+    pub batch_size: usize,
+}
+
+impl Default for DecodeContext {
+    fn default() -> Self {
+        Self { policy: BadRecordPolicy::Fail, batch_size: 16 * 1024 }
+    }
+}
+
+/// A record format: the documented schema plus a decoder factory.
+pub trait Format: Send + Sync + 'static {
+    /// The Arrow schema of every batch the decoders produce. Frozen by a test per format.
+    fn schema(&self) -> SchemaRef;
+    /// The UTC timestamp column the `dt` partition is derived from.
+    fn time_column(&self) -> &'static str;
+    /// A fresh decoder for one payload.
+    fn decoder(&self, meta: &PayloadMeta, ctx: DecodeContext) -> Box<dyn Decoder>;
+}
+
+/// A push decoder: accepts its input split at any byte and yields the same batches.
+///
+/// Pure and synchronous (no async runtime), so it runs on the blocking pool, in benchmarks and
+/// under property tests alike.
+pub trait Decoder: Send {
+    /// Consumes all of `chunk`, buffering an incomplete tail internally; pushes every batch
+    /// that reached `batch_size` rows into `out`.
+    fn decode(&mut self, chunk: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), DecodeError>;
+    /// End of input: checks the payload is complete and pushes the last, partial batch.
+    fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), DecodeError>;
+    /// Records skipped under [`BadRecordPolicy::Skip`] since the last call.
+    fn take_bad_records(&mut self) -> Vec<BadRecord>;
+}
+
+/// A batch-to-batch stage (select, rename, filter, hash...).
+pub trait Transform: Send + Sync + 'static {
+    /// The stage's name in messages (`hash(recipient)`).
+    fn describe(&self) -> String;
+    /// The schema after this stage; fails (at `etl validate`) when a named column is missing.
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, StageError>;
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, StageError>;
+}
+
+/// What the runner tells the sink when a unit has been read completely.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UnitSummary {
+    pub fetch: FetchStats,
+    pub rows: u64,
+    pub bad_records: Vec<BadRecord>,
+}
+
+/// What a committed unit wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CommitReport {
+    /// Object paths relative to the dataset root, in write order.
+    pub files: Vec<String>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub bad_records: u64,
+}
+
+/// A destination for batches.
+pub trait Sink: Send + Sync + 'static {
+    /// Where the data lands (a path or URL), for summaries.
+    fn location(&self) -> String;
+    /// Starts writing `unit`: first removes whatever an unfinished earlier attempt of the same
+    /// unit left behind. `schema` is the schema after the transforms.
+    fn begin_unit<'a>(&'a self, unit: &'a Unit, schema: SchemaRef) -> BoxFuture<'a, Result<Box<dyn UnitWriter>, StageError>>;
+}
+
+/// Writes one unit. Nothing it writes becomes visible under the dataset's `*.parquet` glob
+/// until [`UnitWriter::commit`] returns `Ok`.
+pub trait UnitWriter: Send {
+    fn write(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<(), StageError>>;
+    /// Makes every file durable and visible, replaces the files of an earlier commit of the
+    /// same unit, and writes the unit's manifest. Only after this returns may the unit be
+    /// marked done.
+    fn commit(self: Box<Self>, summary: UnitSummary) -> BoxFuture<'static, Result<CommitReport, StageError>>;
+    /// Discards everything written for the unit (in-flight uploads are aborted).
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
