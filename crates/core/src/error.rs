@@ -29,7 +29,11 @@ pub struct StageError {
 
 impl StageError {
     pub fn new(class: ErrorClass, err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self { class, context: Vec::new(), inner: err.into() }
+        Self {
+            class,
+            context: Vec::new(),
+            inner: err.into(),
+        }
     }
     pub fn retryable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(ErrorClass::Retryable, err)
@@ -84,7 +88,11 @@ pub enum DecodeError {
     BadRecord { line: u64, reason: String, excerpt: String },
     /// The container around the records is broken (XML not well formed, truncated gzip...).
     #[error("malformed {what} near line {line}: {reason}")]
-    Malformed { what: &'static str, line: u64, reason: String },
+    Malformed {
+        what: &'static str,
+        line: u64,
+        reason: String,
+    },
     /// Building the Arrow arrays failed (a bug: the schema is ours).
     #[error("building record batch: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
@@ -108,16 +116,28 @@ mod tests {
 
     #[test]
     fn display_shows_context_outermost_first() {
-        let e = StageError::retryable("connection reset").context("page 3").context("unit mail_delivery-2025-09-11");
+        let e = StageError::retryable("connection reset")
+            .context("page 3")
+            .context("unit mail_delivery-2025-09-11");
         assert_eq!(e.to_string(), "unit mail_delivery-2025-09-11: page 3: connection reset");
         assert_eq!(e.class(), ErrorClass::Retryable);
     }
 
     #[test]
     fn decode_error_classes() {
-        let bad: StageError = DecodeError::BadRecord { line: 3, reason: "x".into(), excerpt: "y".into() }.into();
+        let bad: StageError = DecodeError::BadRecord {
+            line: 3,
+            reason: "x".into(),
+            excerpt: "y".into(),
+        }
+        .into();
         assert_eq!(bad.class(), ErrorClass::Permanent);
-        let mal: StageError = DecodeError::Malformed { what: "XML", line: 1, reason: "eof".into() }.into();
+        let mal: StageError = DecodeError::Malformed {
+            what: "XML",
+            line: 1,
+            reason: "eof".into(),
+        }
+        .into();
         assert_eq!(mal.class(), ErrorClass::Retryable);
     }
 }

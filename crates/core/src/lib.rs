@@ -25,11 +25,11 @@ pub mod unit;
 pub use bad::{BadRecord, BadRecordPolicy};
 pub use error::{DecodeError, ErrorClass, StageError};
 pub use payload::{Payload, PayloadBody, PayloadMeta, PayloadSender};
-pub use secret::Secret;
 pub use runner::{Pipeline, RunOptions, RunReport, UnitOutcome, UnitStatus};
+pub use secret::Secret;
 pub use stage::{
-    CommitReport, DecodeContext, Decoder, FetchStats, Format, Plan, PlanRequest, Sink, Source,
-    Transform, UnitSummary, UnitWriter,
+    CommitReport, DecodeContext, Decoder, FetchStats, Format, Plan, PlanRequest, Sink, Source, Transform, UnitSummary,
+    UnitWriter,
 };
 pub use state::{MemoryState, StateStore, UnitRecord};
 pub use unit::{Unit, Window};

@@ -68,7 +68,10 @@ pub struct DecodeContext {
 
 impl Default for DecodeContext {
     fn default() -> Self {
-        Self { policy: BadRecordPolicy::Fail, batch_size: 16 * 1024 }
+        Self {
+            policy: BadRecordPolicy::Fail,
+            batch_size: 16 * 1024,
+        }
     }
 }
 
@@ -129,7 +132,11 @@ pub trait Sink: Send + Sync + 'static {
     fn location(&self) -> String;
     /// Starts writing `unit`: first removes whatever an unfinished earlier attempt of the same
     /// unit left behind. `schema` is the schema after the transforms.
-    fn begin_unit<'a>(&'a self, unit: &'a Unit, schema: SchemaRef) -> BoxFuture<'a, Result<Box<dyn UnitWriter>, StageError>>;
+    fn begin_unit<'a>(
+        &'a self,
+        unit: &'a Unit,
+        schema: SchemaRef,
+    ) -> BoxFuture<'a, Result<Box<dyn UnitWriter>, StageError>>;
 }
 
 /// Writes one unit. Nothing it writes becomes visible under the dataset's `*.parquet` glob

@@ -47,7 +47,10 @@ impl StateStore for MemoryState {
         Box::pin(async move { Ok(r) })
     }
     fn mark_done<'a>(&'a self, record: &'a UnitRecord) -> BoxFuture<'a, Result<(), StageError>> {
-        self.records.lock().expect("state lock").insert(record.unit.id.clone(), record.clone());
+        self.records
+            .lock()
+            .expect("state lock")
+            .insert(record.unit.id.clone(), record.clone());
         Box::pin(async { Ok(()) })
     }
 }

@@ -48,7 +48,13 @@ impl Unit {
     /// Replaces every character outside `[A-Za-z0-9._=-]` by `_`.
     pub fn sanitize_id(raw: &str) -> String {
         raw.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '=' | '-') { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '=' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     }
 }
@@ -59,7 +65,10 @@ mod tests {
 
     #[test]
     fn sanitize_keeps_safe_characters_only() {
-        assert_eq!(Unit::sanitize_id("mail_delivery-2025-09-11"), "mail_delivery-2025-09-11");
+        assert_eq!(
+            Unit::sanitize_id("mail_delivery-2025-09-11"),
+            "mail_delivery-2025-09-11"
+        );
         assert_eq!(Unit::sanitize_id("a/b c:d"), "a_b_c_d");
         assert_eq!(Unit::sanitize_id("../x"), ".._x");
     }

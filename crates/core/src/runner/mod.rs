@@ -49,7 +49,12 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { channel_capacity: 4, decode_workers: 2, unit_concurrency: 2, decode: DecodeContext::default() }
+        Self {
+            channel_capacity: 4,
+            decode_workers: 2,
+            unit_concurrency: 2,
+            decode: DecodeContext::default(),
+        }
     }
 }
 
@@ -64,7 +69,10 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("source", &self.source.kind()).field("sink", &self.sink.location()).finish()
+        f.debug_struct("Pipeline")
+            .field("source", &self.source.kind())
+            .field("sink", &self.sink.location())
+            .finish()
     }
 }
 
@@ -73,7 +81,9 @@ impl Pipeline {
     pub fn output_schema(&self) -> Result<SchemaRef, StageError> {
         let mut schema = self.format.schema();
         for t in &self.transforms {
-            schema = t.output_schema(&schema).map_err(|e| e.context(format!("transform {}", t.describe())))?;
+            schema = t
+                .output_schema(&schema)
+                .map_err(|e| e.context(format!("transform {}", t.describe())))?;
         }
         Ok(schema)
     }
@@ -83,8 +93,13 @@ impl Pipeline {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum UnitStatus {
-    Committed { report: CommitReport },
-    Failed { class: ErrorClass, message: String },
+    Committed {
+        report: CommitReport,
+    },
+    Failed {
+        class: ErrorClass,
+        message: String,
+    },
     /// Not started, or stopped, because the run was interrupted or a fatal error stopped it.
     Cancelled,
 }
@@ -139,7 +154,10 @@ pub async fn run(pipeline: Arc<Pipeline>, units: Vec<Unit>, opts: RunOptions, ca
                 .into_iter()
                 .map(|unit| UnitOutcome {
                     unit,
-                    status: UnitStatus::Failed { class: ErrorClass::Permanent, message: message.clone() },
+                    status: UnitStatus::Failed {
+                        class: ErrorClass::Permanent,
+                        message: message.clone(),
+                    },
                     fetch: FetchStats::default(),
                     rows: 0,
                     bad_records: 0,
@@ -161,7 +179,11 @@ pub async fn run(pipeline: Arc<Pipeline>, units: Vec<Unit>, opts: RunOptions, ca
             let stop = stop.clone();
             async move {
                 let outcome = run_unit(&pipeline, unit, schema, &opts, slots, &stop).await;
-                if let UnitStatus::Failed { class: ErrorClass::Internal, .. } = outcome.status {
+                if let UnitStatus::Failed {
+                    class: ErrorClass::Internal,
+                    ..
+                } = outcome.status
+                {
                     stop.cancel();
                 }
                 (i, outcome)
@@ -171,7 +193,9 @@ pub async fn run(pipeline: Arc<Pipeline>, units: Vec<Unit>, opts: RunOptions, ca
         .collect()
         .await;
     outcomes.sort_by_key(|(i, _)| *i);
-    RunReport { outcomes: outcomes.into_iter().map(|(_, o)| o).collect() }
+    RunReport {
+        outcomes: outcomes.into_iter().map(|(_, o)| o).collect(),
+    }
 }
 
 /// What the collector gathered while writing a unit.
@@ -221,7 +245,10 @@ async fn run_unit(
         Err(e) => {
             let e = e.context(format!("unit {}", unit.id));
             tracing::error!(unit = %unit.id, class = ?e.class(), "{e}");
-            outcome.status = UnitStatus::Failed { class: e.class(), message: e.to_string() };
+            outcome.status = UnitStatus::Failed {
+                class: e.class(),
+                message: e.to_string(),
+            };
         }
     }
     outcome
@@ -241,16 +268,35 @@ async fn process_unit(
     let (queue_tx, queue_rx) = mpsc::channel::<DecodedStream>(opts.decode_workers.max(1));
 
     let fetch = p.source.fetch(unit, PayloadSender::new(payload_tx));
-    let dispatch = dispatch(Arc::clone(&p.format), payload_rx, queue_tx, slots, opts.decode, cap, unit.id.clone());
+    let dispatch = dispatch(
+        Arc::clone(&p.format),
+        payload_rx,
+        queue_tx,
+        slots,
+        opts.decode,
+        cap,
+        unit.id.clone(),
+    );
     let collect = collect(&p.transforms, queue_rx, writer.as_mut(), unit);
 
     let work = async { futures::try_join!(fetch, dispatch, collect) };
     match work.await {
         Ok((fetch_stats, (), collected)) => {
-            let summary = UnitSummary { fetch: fetch_stats.clone(), rows: collected.rows, bad_records: collected.bad.clone() };
+            let summary = UnitSummary {
+                fetch: fetch_stats.clone(),
+                rows: collected.rows,
+                bad_records: collected.bad.clone(),
+            };
             let report = writer.commit(summary).await?;
-            let record = UnitRecord { unit: unit.clone(), committed_at: Utc::now(), report: report.clone() };
-            p.state.mark_done(&record).await.map_err(|e| e.context("recording unit as done"))?;
+            let record = UnitRecord {
+                unit: unit.clone(),
+                committed_at: Utc::now(),
+                report: report.clone(),
+            };
+            p.state
+                .mark_done(&record)
+                .await
+                .map_err(|e| e.context("recording unit as done"))?;
             Ok((report, fetch_stats, collected))
         }
         Err(e) => {
@@ -383,7 +429,9 @@ async fn collect(
                 }
                 Decoded::Batch(mut batch) => {
                     for t in transforms {
-                        batch = t.apply(batch).map_err(|e| e.context(format!("transform {}", t.describe())))?;
+                        batch = t
+                            .apply(batch)
+                            .map_err(|e| e.context(format!("transform {}", t.describe())))?;
                     }
                     if batch.num_rows() == 0 {
                         continue;
@@ -394,8 +442,13 @@ async fn collect(
             }
         }
         if !ended {
-            return Err(StageError::internal("a decoder stopped before the end of its payload (see the log for a panic)"));
+            return Err(StageError::internal(
+                "a decoder stopped before the end of its payload (see the log for a panic)",
+            ));
         }
     }
     Ok(collected)
 }
+
+#[cfg(test)]
+mod tests;

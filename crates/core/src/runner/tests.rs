@@ -1,0 +1,313 @@
+//! The runner against fake stages: a source of numbered pages, a decoder of comma-separated
+//! integers, and an in-memory sink that records what was written and committed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, cast::AsArray, types::Int64Type};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use futures::future::BoxFuture;
+
+use super::*;
+use crate::bad::BadRecordPolicy;
+use crate::error::DecodeError;
+use crate::payload::PayloadMeta;
+use crate::stage::{Decoder, Plan, PlanRequest, UnitWriter};
+use crate::state::MemoryState;
+use crate::unit::Window;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]))
+}
+
+/// Pages `0..pages`, page p holding the numbers p*10 .. p*10+9; `fail_at` makes that page
+/// fetch fail; a page containing "bad" or "panic" exercises the decoder's error paths.
+struct NumberSource {
+    pages: u64,
+    fail_at: Option<u64>,
+    poison: Option<(u64, &'static str)>,
+}
+
+impl Source for NumberSource {
+    fn kind(&self) -> &'static str {
+        "numbers"
+    }
+    fn plan(&self, _: &PlanRequest) -> Result<Plan, StageError> {
+        Ok(Plan::default())
+    }
+    fn fetch<'a>(&'a self, _unit: &'a Unit, mut out: PayloadSender) -> BoxFuture<'a, Result<FetchStats, StageError>> {
+        Box::pin(async move {
+            for p in 0..self.pages {
+                if self.fail_at == Some(p) {
+                    return Err(StageError::retryable("connection reset"));
+                }
+                let mut text: String = (p * 10..p * 10 + 10).map(|n| format!("{n},")).collect();
+                if let Some((at, word)) = self.poison
+                    && at == p
+                {
+                    text.push_str(word);
+                }
+                // Early pages are slow to decode, so a later page finishes first when decoding
+                // runs in parallel: order must still be kept.
+                out.send_bytes(
+                    PayloadMeta {
+                        name: format!("page {p}"),
+                        ..Default::default()
+                    },
+                    Bytes::from(text),
+                )
+                .await?;
+            }
+            Ok(FetchStats {
+                requests: self.pages,
+                payloads: self.pages,
+                ..Default::default()
+            })
+        })
+    }
+}
+
+struct Numbers;
+
+impl Format for Numbers {
+    fn schema(&self) -> SchemaRef {
+        schema()
+    }
+    fn time_column(&self) -> &'static str {
+        "n"
+    }
+    fn decoder(&self, meta: &PayloadMeta, _ctx: DecodeContext) -> Box<dyn Decoder> {
+        let page: u64 = meta.name.trim_start_matches("page ").parse().unwrap();
+        Box::new(NumberDecoder {
+            text: String::new(),
+            page,
+        })
+    }
+}
+
+struct NumberDecoder {
+    text: String,
+    page: u64,
+}
+
+impl Decoder for NumberDecoder {
+    fn decode(&mut self, chunk: &[u8], _out: &mut Vec<RecordBatch>) -> Result<(), DecodeError> {
+        self.text.push_str(std::str::from_utf8(chunk).unwrap());
+        Ok(())
+    }
+    fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), DecodeError> {
+        std::thread::sleep(Duration::from_millis(30u64.saturating_sub(self.page * 10)));
+        let mut nums = Vec::new();
+        for part in self.text.split(',').filter(|s| !s.is_empty()) {
+            if part == "panic" {
+                panic!("decoder bug");
+            }
+            nums.push(part.parse::<i64>().map_err(|_| DecodeError::BadRecord {
+                line: 1,
+                reason: "not a number".into(),
+                excerpt: part.into(),
+            })?);
+        }
+        let col: ArrayRef = Arc::new(Int64Array::from(nums));
+        out.push(RecordBatch::try_new(schema(), vec![col])?);
+        Ok(())
+    }
+    fn take_bad_records(&mut self) -> Vec<crate::bad::BadRecord> {
+        Vec::new()
+    }
+}
+
+#[derive(Default)]
+struct Recorded {
+    committed: Vec<(String, Vec<i64>)>,
+    aborted: Vec<String>,
+}
+
+struct MemorySink(Arc<Mutex<Recorded>>);
+
+struct MemoryWriter {
+    unit: String,
+    rows: Vec<i64>,
+    rec: Arc<Mutex<Recorded>>,
+}
+
+impl Sink for MemorySink {
+    fn location(&self) -> String {
+        "memory".into()
+    }
+    fn begin_unit<'a>(
+        &'a self,
+        unit: &'a Unit,
+        _: SchemaRef,
+    ) -> BoxFuture<'a, Result<Box<dyn UnitWriter>, StageError>> {
+        let w = MemoryWriter {
+            unit: unit.id.clone(),
+            rows: Vec::new(),
+            rec: Arc::clone(&self.0),
+        };
+        Box::pin(async move { Ok(Box::new(w) as Box<dyn UnitWriter>) })
+    }
+}
+
+impl UnitWriter for MemoryWriter {
+    fn write(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<(), StageError>> {
+        self.rows
+            .extend(batch.column(0).as_primitive::<Int64Type>().values().iter());
+        Box::pin(async { Ok(()) })
+    }
+    fn commit(self: Box<Self>, summary: UnitSummary) -> BoxFuture<'static, Result<CommitReport, StageError>> {
+        Box::pin(async move {
+            let report = CommitReport {
+                rows: summary.rows,
+                ..Default::default()
+            };
+            self.rec.lock().unwrap().committed.push((self.unit, self.rows));
+            Ok(report)
+        })
+    }
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.rec.lock().unwrap().aborted.push(self.unit) })
+    }
+}
+
+fn unit(id: &str) -> Unit {
+    let t = Utc.with_ymd_and_hms(2025, 9, 11, 0, 0, 0).unwrap();
+    Unit {
+        id: id.into(),
+        window: Window::new(t, t + chrono::Duration::days(1)),
+        params: Default::default(),
+        partitions: Vec::new(),
+        provisional: false,
+    }
+}
+
+async fn run_with(source: NumberSource, units: Vec<Unit>) -> (RunReport, Arc<Mutex<Recorded>>, Arc<MemoryState>) {
+    let rec = Arc::new(Mutex::new(Recorded::default()));
+    let state = Arc::new(MemoryState::default());
+    let pipeline = Arc::new(Pipeline {
+        source: Arc::new(source),
+        format: Arc::new(Numbers),
+        transforms: Vec::new(),
+        sink: Arc::new(MemorySink(Arc::clone(&rec))),
+        state: Arc::clone(&state) as Arc<dyn StateStore>,
+    });
+    let opts = RunOptions {
+        channel_capacity: 2,
+        decode_workers: 4,
+        unit_concurrency: 2,
+        decode: DecodeContext {
+            policy: BadRecordPolicy::Fail,
+            batch_size: 100,
+        },
+    };
+    let report = run(pipeline, units, opts, CancellationToken::new()).await;
+    (report, rec, state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_keep_payload_order_under_parallel_decoding() {
+    let (report, rec, state) = run_with(
+        NumberSource {
+            pages: 4,
+            fail_at: None,
+            poison: None,
+        },
+        vec![unit("a"), unit("b")],
+    )
+    .await;
+    assert!(report.worst().is_none(), "{report:?}");
+    let rec = rec.lock().unwrap();
+    assert_eq!(rec.committed.len(), 2);
+    for (_, rows) in &rec.committed {
+        assert_eq!(rows, &(0..40).collect::<Vec<i64>>());
+    }
+    let done = state.load().await.unwrap();
+    assert_eq!(done.keys().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(report.outcomes[0].rows, 40);
+    assert_eq!(report.outcomes[0].fetch.payloads, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_error_aborts_the_unit_and_leaves_state_untouched() {
+    let (report, rec, state) = run_with(
+        NumberSource {
+            pages: 4,
+            fail_at: Some(2),
+            poison: None,
+        },
+        vec![unit("a")],
+    )
+    .await;
+    assert_eq!(report.worst(), Some(ErrorClass::Retryable));
+    match &report.outcomes[0].status {
+        UnitStatus::Failed { message, .. } => assert!(
+            message.contains("unit a") && message.contains("connection reset"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let rec = rec.lock().unwrap();
+    assert!(rec.committed.is_empty());
+    assert_eq!(rec.aborted, ["a"]);
+    assert!(state.load().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_record_fails_the_unit_permanently_with_the_payload_named() {
+    let (report, rec, _) = run_with(
+        NumberSource {
+            pages: 3,
+            fail_at: None,
+            poison: Some((1, "x7")),
+        },
+        vec![unit("a")],
+    )
+    .await;
+    assert_eq!(report.worst(), Some(ErrorClass::Permanent));
+    let UnitStatus::Failed { message, .. } = &report.outcomes[0].status else {
+        panic!()
+    };
+    assert!(
+        message.contains("decoding page 1") && message.contains("not a number"),
+        "{message}"
+    );
+    assert!(rec.lock().unwrap().committed.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_decoder_fails_the_unit_instead_of_committing_less() {
+    let (report, rec, _) = run_with(
+        NumberSource {
+            pages: 3,
+            fail_at: None,
+            poison: Some((2, "panic")),
+        },
+        vec![unit("a")],
+    )
+    .await;
+    assert_eq!(report.worst(), Some(ErrorClass::Internal));
+    assert!(rec.lock().unwrap().committed.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_reports_units_as_cancelled_and_commits_nothing_more() {
+    let rec = Arc::new(Mutex::new(Recorded::default()));
+    let pipeline = Arc::new(Pipeline {
+        source: Arc::new(NumberSource {
+            pages: 50,
+            fail_at: None,
+            poison: None,
+        }),
+        format: Arc::new(Numbers),
+        transforms: Vec::new(),
+        sink: Arc::new(MemorySink(Arc::clone(&rec))),
+        state: Arc::new(MemoryState::default()),
+    });
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let report = run(pipeline, vec![unit("a"), unit("b")], RunOptions::default(), cancel).await;
+    assert_eq!(report.worst(), Some(ErrorClass::Cancelled));
+    assert!(rec.lock().unwrap().committed.is_empty());
+}
