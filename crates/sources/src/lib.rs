@@ -1,1 +1,52 @@
-//! placeholder
+//! One module per vendor API. A source knows its API's rules (window sizes, retention, page
+//! sizes, rate limits), plans units within them, and fetches pages or files as raw payloads.
+//! Sources do I/O and control-plane parsing only (a continuation token, an error body, a job
+//! status); records are decoded by `etl-formats`.
+
+pub mod mail_delivery;
+pub mod xml;
+
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+
+/// The UTC days that overlap `[from, to)`, oldest first.
+pub fn utc_days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
+    if to <= from {
+        return Vec::new();
+    }
+    let last = (to - chrono::Duration::microseconds(1)).date_naive();
+    let mut d = from.date_naive();
+    let mut days = Vec::new();
+    while d <= last {
+        days.push(d);
+        d = d + Days::new(1);
+    }
+    days
+}
+
+/// 00:00 UTC of `day`.
+pub fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn days_overlapping_a_range() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            utc_days(t("2025-09-11T00:00:00Z"), t("2025-09-12T00:00:00Z")),
+            vec![d("2025-09-11")]
+        );
+        assert_eq!(
+            utc_days(t("2025-09-11T06:00:00Z"), t("2025-09-12T00:00:01Z")),
+            vec![d("2025-09-11"), d("2025-09-12")]
+        );
+        assert!(utc_days(t("2025-09-11T06:00:00Z"), t("2025-09-11T06:00:00Z")).is_empty());
+    }
+}

@@ -1,0 +1,264 @@
+//! The mail delivery log API (`GetDeliveryLog`, seed `mail-delivery-log-api.txt`).
+//!
+//! Rules of the API that shape this module:
+//! - A form-encoded POST with `X-Auth-Token`; `StartDate`/`EndDate` are `YYYY-MM-DDThh:mm` UTC.
+//!   `EndDate` must be less than 24 hours after `StartDate` and its minute is inclusive, so the
+//!   API's own example, `00:00` to `23:59`, is exactly one UTC day. Units are therefore UTC days.
+//! - `StartDate` reaches back at most to 00:00 of the day 90 days before now: older days are
+//!   clamped away with a note before any request.
+//! - Pages hold at most `MaxItems` (<= 10000) `<Log>` lines; `<NextToken>` continues the same
+//!   window. The token is printed with line breaks, which must be removed, and is form-encoded
+//!   when sent (it contains `+`, `/`, `=`); it is only valid with the same StartDate/EndDate.
+//! - A token that comes back after it was already sent within the unit means the server replayed
+//!   a page: the page is dropped, the request repeated a bounded number of times, then the unit
+//!   fails, so a page is never written twice.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use etl_config::MailDeliveryConfig;
+use etl_core::{FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
+use etl_http::Client;
+use futures::future::BoxFuture;
+
+use crate::{day_start, utc_days, xml::element_text};
+
+/// How far back the API serves data, in days before today (UTC).
+pub const RETENTION_DAYS: u64 = 90;
+/// How often a replayed page is requested again before the unit fails.
+const MAX_REPLAYS: u32 = 3;
+
+/// Errors the vendor or its responses cause.
+#[derive(Debug, thiserror::Error)]
+pub enum MailDeliveryError {
+    #[error("{url} answered HTTP {status} ({code}: {message}; request id {request_id})")]
+    Vendor {
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+    },
+    #[error("{url} answered HTTP 200 with a body that is not a GetDeliveryLogResponse: {excerpt:?}")]
+    NotAPage { url: String, excerpt: String },
+    #[error("{url}: the NextToken of page {page} is unreadable: {reason}")]
+    BadToken { url: String, page: u64, reason: String },
+    #[error(
+        "{url}: the server returned a NextToken that was already used in this unit (page {page} replayed) \
+         {times} times in a row; giving up so that no page is written twice"
+    )]
+    Replayed { url: String, page: u64, times: u32 },
+}
+
+/// The mail delivery source.
+#[derive(Debug)]
+pub struct MailDelivery {
+    cfg: MailDeliveryConfig,
+    client: Client,
+}
+
+impl MailDelivery {
+    pub fn new(cfg: MailDeliveryConfig, client: Client) -> Self {
+        Self { cfg, client }
+    }
+
+    fn unit_id(&self, day: NaiveDate) -> String {
+        match self.cfg.status {
+            Some(s) => format!("mail_delivery-{}-{}", s.as_str(), day.format("%Y-%m-%d")),
+            None => format!("mail_delivery-{}", day.format("%Y-%m-%d")),
+        }
+    }
+
+    /// The form fields of one request. `token` has its line breaks already removed.
+    fn form(&self, unit: &Unit, token: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut form = vec![
+            ("Action", "GetDeliveryLog".to_string()),
+            ("StartDate", unit.params["StartDate"].clone()),
+            ("EndDate", unit.params["EndDate"].clone()),
+        ];
+        if let Some(s) = self.cfg.status {
+            form.push(("Status", s.code().to_string()));
+        }
+        form.push(("MaxItems", self.cfg.max_items.to_string()));
+        if let Some(t) = token {
+            form.push(("NextToken", t.to_string()));
+        }
+        form
+    }
+
+    async fn fetch_unit(&self, unit: &Unit, mut out: PayloadSender) -> Result<FetchStats, StageError> {
+        let url = self.client.redactor().redact_url(&self.cfg.url);
+        let mut stats = FetchStats::default();
+        let mut token: Option<String> = None;
+        let mut sent_tokens: HashSet<String> = HashSet::new();
+        let mut replays = 0;
+        loop {
+            let page = out.sent() + 1;
+            let form = self.form(unit, token.as_deref());
+            let what = format!("mail_delivery {} page {page}", unit.id);
+            let resp = self
+                .client
+                .send(&what, |c| {
+                    c.post(&self.cfg.url)
+                        .header("X-Auth-Token", self.cfg.token.expose())
+                        .form(&form)
+                })
+                .await
+                .map_err(|e| StageError::from(e).context(format!("page {page}")))?;
+            stats.requests += u64::from(resp.attempts);
+            stats.retries += u64::from(resp.attempts.saturating_sub(1));
+            stats.bytes += resp.body.len() as u64;
+            if resp.status != 200 {
+                return Err(vendor_error(&url, &resp));
+            }
+            if memchr::memmem::find(&resp.body, b"<GetDeliveryLogResponse").is_none() {
+                let excerpt = String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)]).into_owned();
+                return Err(StageError::retryable(MailDeliveryError::NotAPage { url, excerpt }));
+            }
+            let next = next_token(&resp.body).map_err(|reason| {
+                StageError::retryable(MailDeliveryError::BadToken {
+                    url: url.clone(),
+                    page,
+                    reason,
+                })
+            })?;
+            if let Some(t) = &next
+                && sent_tokens.contains(t)
+            {
+                replays += 1;
+                tracing::warn!(unit = %unit.id, page, replays, "page replayed by the server (NextToken already used); requesting it again");
+                if replays >= MAX_REPLAYS {
+                    return Err(StageError::retryable(MailDeliveryError::Replayed {
+                        url,
+                        page,
+                        times: replays,
+                    }));
+                }
+                continue;
+            }
+            replays = 0;
+            let meta = PayloadMeta {
+                name: format!("page {page}"),
+                content_type: content_type(&resp),
+                ..Default::default()
+            };
+            out.send_bytes(meta, resp.body).await?;
+            stats.payloads += 1;
+            match next {
+                Some(t) => {
+                    sent_tokens.insert(t.clone());
+                    token = Some(t);
+                }
+                None => return Ok(stats),
+            }
+        }
+    }
+}
+
+fn content_type(resp: &etl_http::Response) -> Option<String> {
+    resp.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The page's NextToken with its line breaks (and any other whitespace) removed, as the seed
+/// requires before the token is sent back.
+fn next_token(body: &Bytes) -> Result<Option<String>, String> {
+    Ok(element_text(body, "NextToken")?
+        .map(|t| t.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+        .filter(|t| !t.is_empty()))
+}
+
+/// Turns a non-200 answer into an error with the vendor's Code, Message and RequestId.
+/// 400/401/403 and every other 4xx are permanent: repeating the same request cannot succeed.
+fn vendor_error(url: &str, resp: &etl_http::Response) -> StageError {
+    let field = |name| element_text(&resp.body, name).ok().flatten();
+    let request_id = field("RequestId")
+        .or_else(|| {
+            resp.headers
+                .get("x-fj-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "none".into());
+    let err = MailDeliveryError::Vendor {
+        url: url.to_string(),
+        status: resp.status,
+        code: field("Code").unwrap_or_else(|| "no code".into()),
+        message: field("Message").unwrap_or_else(|| {
+            String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
+                .trim()
+                .to_string()
+        }),
+        request_id,
+    };
+    if resp.status >= 500 || resp.status == 429 {
+        StageError::retryable(err)
+    } else {
+        StageError::permanent(err)
+    }
+}
+
+impl Source for MailDelivery {
+    fn kind(&self) -> &'static str {
+        "mail_delivery"
+    }
+
+    fn plan(&self, req: &PlanRequest) -> Result<Plan, StageError> {
+        let mut plan = Plan::default();
+        let oldest = req.now.date_naive() - Days::new(RETENTION_DAYS);
+        let to = req.to.min(req.now);
+        if to < req.to {
+            plan.notes.push(format!(
+                "end clamped to now ({}): the API has no future data",
+                fmt_minute(req.now)
+            ));
+        }
+        let settled = req.now - chrono::Duration::from_std(req.settle).unwrap_or_default();
+        let days = utc_days(req.from, to);
+        let (lost, kept): (Vec<_>, Vec<_>) = days.into_iter().partition(|d| *d < oldest);
+        if let (Some(first), Some(last)) = (lost.first(), lost.last()) {
+            plan.notes.push(format!(
+                "{} day(s) {first}..{last} skipped: the API keeps {RETENTION_DAYS} days (StartDate can go back to {oldest}T00:00)",
+                lost.len()
+            ));
+        }
+        let midnight = |t: DateTime<Utc>| t == day_start(t.date_naive());
+        if !midnight(req.from) || (!midnight(to) && to < req.now) {
+            plan.notes
+                .push("range widened to whole UTC days: units are UTC days".into());
+        }
+        for day in kept {
+            let window = Window::new(day_start(day), day_start(day + Days::new(1)));
+            let mut unit = Unit {
+                id: self.unit_id(day),
+                window,
+                params: Default::default(),
+                partitions: Vec::new(),
+                provisional: window.end > settled,
+            };
+            unit.params
+                .insert("StartDate".into(), format!("{}T00:00", day.format("%Y-%m-%d")));
+            unit.params
+                .insert("EndDate".into(), format!("{}T23:59", day.format("%Y-%m-%d")));
+            if let Some(s) = self.cfg.status {
+                unit.params.insert("Status".into(), s.code().to_string());
+            }
+            plan.units.push(unit);
+        }
+        Ok(plan)
+    }
+
+    fn fetch<'a>(&'a self, unit: &'a Unit, out: PayloadSender) -> BoxFuture<'a, Result<FetchStats, StageError>> {
+        Box::pin(self.fetch_unit(unit, out))
+    }
+}
+
+fn fmt_minute(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M").to_string()
+}
+
+#[cfg(test)]
+mod tests;
