@@ -1,0 +1,759 @@
+//! One conformance suite, run on every backend the sink supports here (in memory and on local
+//! disk), in the spirit of object_store's own `integration.rs`: a behaviour that holds on one
+//! store and not on another is a bug in the sink, not in the test.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{TimeZone, Utc};
+use etl_core::{
+    BadRecord, ErrorClass, Sink, StageError, StateStore, Unit, UnitRecord, UnitSummary, UnitWriter, Window,
+};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::layout::MICROS_PER_DAY;
+use crate::{Manifest, ParquetSink, ParquetSinkOptions};
+
+/// 2025-09-11 and 2025-09-12, in days since the epoch.
+const D1: i64 = 20_342;
+const D2: i64 = 20_343;
+
+/// A dataset root on one backend.
+struct Fixture {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    /// The directory the store's root maps to, for local disk.
+    local_root: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    fn memory() -> Self {
+        Self {
+            store: Arc::new(InMemory::new()),
+            root: Path::from("datasets/mail"),
+            local_root: None,
+            _dir: None,
+        }
+    }
+
+    fn local() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root_dir = std::fs::canonicalize(dir.path()).unwrap();
+        let store = LocalFileSystem::new_with_prefix(&root_dir).unwrap();
+        Self {
+            store: Arc::new(store),
+            root: Path::from("datasets/mail"),
+            local_root: Some(root_dir),
+            _dir: Some(dir),
+        }
+    }
+
+    fn sink(&self, opts: ParquetSinkOptions) -> ParquetSink {
+        ParquetSink::with_store(
+            Arc::clone(&self.store),
+            self.root.clone(),
+            opts,
+            self.local_root.clone(),
+        )
+    }
+
+    /// Every object under the root, relative to it, sorted.
+    async fn objects(&self) -> Vec<String> {
+        let metas: Vec<_> = self.store.list(Some(&self.root)).try_collect().await.unwrap();
+        let mut names: Vec<String> = metas
+            .into_iter()
+            .map(|m| {
+                m.location
+                    .prefix_match(&self.root)
+                    .unwrap()
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The data files (what a `**/*.parquet` glob sees).
+    async fn parquet_files(&self) -> Vec<String> {
+        self.objects()
+            .await
+            .into_iter()
+            .filter(|n| n.ends_with(".parquet"))
+            .collect()
+    }
+
+    /// Every file on local disk under the root, including what object_store hides (staging
+    /// files); empty for other backends.
+    fn disk_files(&self) -> Vec<String> {
+        let Some(local) = &self.local_root else {
+            return Vec::new();
+        };
+        let base = self.root.parts().fold(local.clone(), |p, part| p.join(part.as_ref()));
+        let mut out = Vec::new();
+        let mut stack = vec![base.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push(path.strip_prefix(&base).unwrap().to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn location(&self, relative: &str) -> Path {
+        self.root.parts().chain(Path::from(relative).parts()).collect()
+    }
+
+    async fn exists(&self, relative: &str) -> bool {
+        match self.store.head(&self.location(relative)).await {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => panic!("head {relative}: {e}"),
+        }
+    }
+
+    async fn bytes(&self, relative: &str) -> bytes::Bytes {
+        self.store
+            .get(&self.location(relative))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    }
+
+    /// Reads a data file back with the parquet crate: its Arrow schema and all its rows.
+    async fn read(&self, relative: &str) -> (SchemaRef, RecordBatch) {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(self.bytes(relative).await).unwrap();
+        let schema = Arc::clone(builder.schema());
+        let batches: Vec<RecordBatch> = builder.build().unwrap().collect::<Result<_, _>>().unwrap();
+        (
+            Arc::clone(&schema),
+            arrow_select::concat::concat_batches(&schema, &batches).unwrap(),
+        )
+    }
+
+    /// The `n` column of a data file.
+    async fn ns(&self, relative: &str) -> Vec<i64> {
+        let (_, batch) = self.read(relative).await;
+        ns(&batch)
+    }
+
+    async fn intent_files(&self, unit_id: &str) -> Option<Vec<String>> {
+        let relative = format!("_etl/intents/{unit_id}.json");
+        if !self.exists(&relative).await {
+            return None;
+        }
+        let intent: serde_json::Value = serde_json::from_slice(&self.bytes(&relative).await).unwrap();
+        Some(
+            intent["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect(),
+        )
+    }
+}
+
+fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("delivered_at", time_type(), false),
+        Field::new("n", DataType::Int64, false),
+        Field::new("msg", DataType::Utf8, true),
+    ]))
+}
+
+/// Rows `n` with the given times (µs); `msg` is varied text so files have a real size.
+fn batch(rows: &[(i64, i64)]) -> RecordBatch {
+    let times = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1)).with_timezone("UTC");
+    let n = Int64Array::from_iter_values(rows.iter().map(|r| r.0));
+    let msg = StringArray::from_iter_values(
+        rows.iter()
+            .map(|r| format!("message {} {:x}", r.0, r.0.wrapping_mul(2_654_435_761))),
+    );
+    RecordBatch::try_new(schema(), vec![Arc::new(times), Arc::new(n), Arc::new(msg)]).unwrap()
+}
+
+/// Rows `ns` on `day`, one second apart.
+fn day_rows(day: i64, ns: std::ops::Range<i64>) -> Vec<(i64, i64)> {
+    ns.map(|n| (n, day * MICROS_PER_DAY + n * 1_000_000)).collect()
+}
+
+fn ns(batch: &RecordBatch) -> Vec<i64> {
+    batch
+        .column_by_name("n")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .values()
+        .to_vec()
+}
+
+fn unit(id: &str) -> Unit {
+    Unit {
+        id: id.to_string(),
+        window: Window::new(
+            Utc.with_ymd_and_hms(2025, 9, 11, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2025, 9, 13, 0, 0, 0).unwrap(),
+        ),
+        params: BTreeMap::new(),
+        partitions: Vec::new(),
+        provisional: false,
+    }
+}
+
+fn opts() -> ParquetSinkOptions {
+    ParquetSinkOptions {
+        time_column: "delivered_at".into(),
+        ..Default::default()
+    }
+}
+
+/// Options that roll a file after roughly every batch of a few hundred rows.
+fn small_files() -> ParquetSinkOptions {
+    ParquetSinkOptions {
+        max_file_size: 4 * 1024,
+        row_group_rows: 100,
+        ..opts()
+    }
+}
+
+async fn begin(sink: &ParquetSink, unit: &Unit) -> Box<dyn UnitWriter> {
+    sink.begin_unit(unit, schema()).await.unwrap()
+}
+
+async fn write_all(writer: &mut Box<dyn UnitWriter>, batches: Vec<RecordBatch>) {
+    for b in batches {
+        writer.write(b).await.unwrap();
+    }
+}
+
+fn bad_record(line: u64) -> BadRecord {
+    BadRecord {
+        unit: "u".into(),
+        payload: "page-1".into(),
+        line,
+        reason: "8 fields expected".into(),
+        raw: "garbage".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn two_days_land_in_two_dt_dirs(fx: Fixture) {
+    let sink = fx.sink(opts());
+    let mut w = begin(&sink, &unit("u")).await;
+    // Both batches mix the two days, in a different order.
+    let mut first = day_rows(D1, 0..3);
+    first.extend(day_rows(D2, 100..102));
+    let mut second = day_rows(D2, 102..104);
+    second.extend(day_rows(D1, 3..5));
+    write_all(&mut w, vec![batch(&first), batch(&second)]).await;
+    let report = w.commit(UnitSummary::default()).await.unwrap();
+
+    assert_eq!(
+        report.files,
+        vec!["dt=2025-09-11/u-0000.parquet", "dt=2025-09-12/u-0000.parquet"]
+    );
+    assert_eq!(fx.parquet_files().await, report.files);
+    assert_eq!(report.rows, 9);
+
+    let (file_schema, day1) = fx.read("dt=2025-09-11/u-0000.parquet").await;
+    assert_eq!(ns(&day1), vec![0, 1, 2, 3, 4]);
+    assert_eq!(fx.ns("dt=2025-09-12/u-0000.parquet").await, vec![100, 101, 102, 103]);
+    // The rows themselves round-trip, not just their count.
+    let expected = batch(&day_rows(D1, 0..5));
+    assert_eq!(day1.columns(), expected.columns());
+
+    let names: Vec<&str> = file_schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["delivered_at", "n", "msg"],
+        "dt must not be stored inside the files"
+    );
+    assert_eq!(file_schema.field(0).data_type(), &time_type());
+
+    // What DuckDB sees: TIMESTAMP(MICROS, isAdjustedToUTC=true), zstd.
+    let builder = ParquetRecordBatchReaderBuilder::try_new(fx.bytes("dt=2025-09-11/u-0000.parquet").await).unwrap();
+    let column = builder.parquet_schema().column(0);
+    assert_eq!(
+        column.logical_type_ref(),
+        Some(&parquet::basic::LogicalType::timestamp(
+            true,
+            parquet::basic::TimeUnit::MICROS
+        ))
+    );
+    let row_group = builder.metadata().row_group(0);
+    assert!(matches!(
+        row_group.column(0).compression(),
+        parquet::basic::Compression::ZSTD(_)
+    ));
+    assert!(row_group.column(1).statistics().is_some(), "statistics are written");
+}
+
+async fn manifest_and_report_agree(fx: Fixture) {
+    let sink = fx.sink(opts());
+    let u = unit("u");
+    let mut w = begin(&sink, &u).await;
+    let mut rows = day_rows(D1, 0..10);
+    rows.extend(day_rows(D2, 10..13));
+    write_all(&mut w, vec![batch(&rows)]).await;
+    let summary = UnitSummary {
+        rows: 13,
+        ..Default::default()
+    };
+    let report = w.commit(summary).await.unwrap();
+
+    let manifest: Manifest = sink.read_manifest("u").await.unwrap().expect("manifest written");
+    assert_eq!(manifest.unit, u);
+    assert_eq!(manifest.rows, 13);
+    assert_eq!(manifest.files.iter().map(|f| f.rows).collect::<Vec<_>>(), vec![10, 3]);
+    assert_eq!(
+        manifest.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
+        report.files
+    );
+    for f in &manifest.files {
+        let size = fx.store.head(&fx.location(&f.path)).await.unwrap().size;
+        assert_eq!(f.bytes, size, "{}", f.path);
+    }
+    assert_eq!(report.rows, 13);
+    assert_eq!(report.bytes, manifest.files.iter().map(|f| f.bytes).sum::<u64>());
+    assert_eq!(report.bad_records, 0);
+    assert!(fx.intent_files("u").await.is_none(), "intent removed at commit");
+    assert!(sink.read_manifest("never").await.unwrap().is_none());
+}
+
+/// A sink whose first [`rolled_then_in_flight`] batch rolls a complete part and whose second
+/// stays open as a multipart upload in flight (the parquet writer hands bytes on in 8 KiB
+/// blocks, so the second batch is larger than that, and the upload buffer tiny).
+fn rolling_sink(fx: &Fixture) -> ParquetSink {
+    fx.sink(ParquetSinkOptions {
+        max_file_size: 32 * 1024,
+        row_group_rows: 100,
+        ..opts()
+    })
+    .with_upload_buffer(256)
+}
+
+fn rolled_then_in_flight() -> Vec<RecordBatch> {
+    vec![batch(&day_rows(D1, 0..3000)), batch(&day_rows(D1, 3000..3800))]
+}
+
+fn assert_upload_in_flight(fx: &Fixture) {
+    if fx.local_root.is_some() {
+        // Staged on disk beside its final name, invisible to `*.parquet`.
+        assert!(
+            fx.disk_files().iter().any(|f| f.contains(".parquet#")),
+            "{:?}",
+            fx.disk_files()
+        );
+    }
+}
+
+async fn abort_leaves_nothing(fx: Fixture) {
+    let sink = rolling_sink(&fx);
+    let mut w = begin(&sink, &unit("u")).await;
+    write_all(&mut w, rolled_then_in_flight()).await;
+    assert_eq!(
+        fx.parquet_files().await,
+        vec!["dt=2025-09-11/u-0000.parquet"],
+        "a rolled part is complete"
+    );
+    assert_upload_in_flight(&fx);
+    w.abort().await;
+    assert_eq!(fx.parquet_files().await, Vec::<String>::new());
+    assert!(fx.intent_files("u").await.is_none());
+    assert!(
+        fx.disk_files().iter().all(|f| !f.contains('#')),
+        "{:?}",
+        fx.disk_files()
+    );
+}
+
+async fn crash_leftovers_are_removed_by_the_next_attempt(fx: Fixture) {
+    let sink = rolling_sink(&fx);
+    let u = unit("u");
+    let mut w = begin(&sink, &u).await;
+    write_all(&mut w, rolled_then_in_flight()).await;
+    let intent = fx.intent_files("u").await.expect("intent written before the files");
+    assert_eq!(
+        intent,
+        vec!["dt=2025-09-11/u-0000.parquet", "dt=2025-09-11/u-0001.parquet"]
+    );
+    assert_upload_in_flight(&fx);
+    drop(w); // the crash
+
+    // Nothing but completed parts the intent lists is visible.
+    let visible = fx.parquet_files().await;
+    assert!(!visible.is_empty());
+    assert!(visible.iter().all(|f| intent.contains(f)), "{visible:?} vs {intent:?}");
+    // A staged upload a killed process would have left (object_store removes its own on drop).
+    let staged = if let Some(local) = &fx.local_root {
+        let last = fx.location(intent.last().unwrap());
+        let path = last.parts().fold(local.clone(), |p, part| p.join(part.as_ref()));
+        let staged = PathBuf::from(format!("{}#7", path.display()));
+        std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        std::fs::write(&staged, b"partial").unwrap();
+        Some(staged)
+    } else {
+        None
+    };
+
+    let mut again = begin(&sink, &u).await;
+    assert_eq!(
+        fx.parquet_files().await,
+        Vec::<String>::new(),
+        "leftovers removed before writing"
+    );
+    assert!(fx.intent_files("u").await.is_none());
+    if let Some(staged) = staged {
+        assert!(!staged.exists(), "staged upload removed");
+    }
+    write_all(&mut again, vec![batch(&day_rows(D1, 0..5))]).await;
+    let report = again.commit(UnitSummary::default()).await.unwrap();
+    assert_eq!(report.files, vec!["dt=2025-09-11/u-0000.parquet"]);
+    assert_eq!(fx.parquet_files().await, report.files);
+    assert_eq!(fx.ns("dt=2025-09-11/u-0000.parquet").await, (0..5).collect::<Vec<_>>());
+    assert!(
+        fx.disk_files().iter().all(|f| !f.contains('#')),
+        "{:?}",
+        fx.disk_files()
+    );
+}
+
+async fn multipart_uploads_complete_at_commit(fx: Fixture) {
+    let sink = rolling_sink(&fx);
+    let mut w = begin(&sink, &unit("u")).await;
+    write_all(&mut w, rolled_then_in_flight()).await;
+    assert_upload_in_flight(&fx);
+    let report = w.commit(UnitSummary::default()).await.unwrap();
+    assert_eq!(
+        report.files,
+        vec!["dt=2025-09-11/u-0000.parquet", "dt=2025-09-11/u-0001.parquet"]
+    );
+    assert_eq!(
+        fx.ns("dt=2025-09-11/u-0000.parquet").await,
+        (0..3000).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        fx.ns("dt=2025-09-11/u-0001.parquet").await,
+        (3000..3800).collect::<Vec<_>>()
+    );
+    assert!(
+        fx.disk_files().iter().all(|f| !f.contains('#')),
+        "{:?}",
+        fx.disk_files()
+    );
+}
+
+async fn rewrite_with_fewer_parts_removes_old_parts(fx: Fixture) {
+    let sink = fx.sink(small_files());
+    let mut u = unit("u");
+    u.provisional = true;
+    let mut w = begin(&sink, &u).await;
+    write_all(
+        &mut w,
+        (0..3).map(|i| batch(&day_rows(D1, i * 300..(i + 1) * 300))).collect(),
+    )
+    .await;
+    let first = w.commit(UnitSummary::default()).await.unwrap();
+    assert!(first.files.len() >= 3, "{:?}", first.files);
+
+    let mut w = begin(&sink, &u).await;
+    write_all(&mut w, vec![batch(&day_rows(D1, 5000..5010))]).await;
+    let second = w.commit(UnitSummary::default()).await.unwrap();
+    assert_eq!(second.files, vec!["dt=2025-09-11/u-0000.parquet"]);
+    assert_eq!(fx.parquet_files().await, second.files);
+    assert_eq!(
+        fx.ns("dt=2025-09-11/u-0000.parquet").await,
+        (5000..5010).collect::<Vec<_>>()
+    );
+    assert_eq!(sink.read_manifest("u").await.unwrap().unwrap().files.len(), 1);
+}
+
+async fn files_roll_by_size(fx: Fixture) {
+    let sink = fx.sink(small_files());
+    let mut w = begin(&sink, &unit("u")).await;
+    write_all(
+        &mut w,
+        (0..5).map(|i| batch(&day_rows(D1, i * 300..(i + 1) * 300))).collect(),
+    )
+    .await;
+    let report = w.commit(UnitSummary::default()).await.unwrap();
+    assert!(report.files.len() >= 3, "{:?}", report.files);
+    let expected: Vec<String> = (0..report.files.len())
+        .map(|p| format!("dt=2025-09-11/u-{p:04}.parquet"))
+        .collect();
+    assert_eq!(report.files, expected);
+    let mut all = Vec::new();
+    for f in &report.files {
+        all.extend(fx.ns(f).await);
+    }
+    assert_eq!(all, (0..1500).collect::<Vec<_>>(), "every row once, in order");
+    assert_eq!(report.rows, 1500);
+}
+
+async fn least_recently_used_file_is_closed(fx: Fixture) {
+    let sink = fx.sink(ParquetSinkOptions {
+        max_open_files: 1,
+        ..opts()
+    });
+    let mut w = begin(&sink, &unit("u")).await;
+    write_all(
+        &mut w,
+        vec![
+            batch(&day_rows(D1, 0..3)),
+            batch(&day_rows(D2, 100..103)),
+            batch(&day_rows(D1, 3..6)),
+            batch(&day_rows(D2, 103..106)),
+        ],
+    )
+    .await;
+    let report = w.commit(UnitSummary::default()).await.unwrap();
+    assert_eq!(
+        report.files,
+        vec![
+            "dt=2025-09-11/u-0000.parquet",
+            "dt=2025-09-12/u-0000.parquet",
+            "dt=2025-09-11/u-0001.parquet",
+            "dt=2025-09-12/u-0001.parquet",
+        ]
+    );
+    assert_eq!(fx.ns("dt=2025-09-11/u-0000.parquet").await, vec![0, 1, 2]);
+    assert_eq!(fx.ns("dt=2025-09-11/u-0001.parquet").await, vec![3, 4, 5]);
+    assert_eq!(fx.ns("dt=2025-09-12/u-0000.parquet").await, vec![100, 101, 102]);
+    assert_eq!(fx.ns("dt=2025-09-12/u-0001.parquet").await, vec![103, 104, 105]);
+    assert_eq!(report.rows, 12);
+}
+
+async fn unit_partitions_come_before_dt(fx: Fixture) {
+    let sink = fx.sink(opts());
+    let mut u = unit("cdn-example.com-2025-09-11");
+    u.partitions = vec![
+        ("domain".into(), "example.com".into()),
+        ("region".into(), "ap-1".into()),
+    ];
+    // The batch carries a `domain` column too: it must not end up inside the file.
+    let with_domain = Arc::new(Schema::new(
+        schema()
+            .fields()
+            .iter()
+            .cloned()
+            .chain([Arc::new(Field::new("domain", DataType::Utf8, false))])
+            .collect::<Vec<_>>(),
+    ));
+    let mut w = sink.begin_unit(&u, Arc::clone(&with_domain)).await.unwrap();
+    let base = batch(&day_rows(D1, 0..2));
+    let mut columns = base.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec!["example.com"; 2])));
+    w.write(RecordBatch::try_new(with_domain, columns).unwrap())
+        .await
+        .unwrap();
+    let report = w.commit(UnitSummary::default()).await.unwrap();
+    let path = "domain=example.com/region=ap-1/dt=2025-09-11/cdn-example.com-2025-09-11-0000.parquet";
+    assert_eq!(report.files, vec![path]);
+    let (file_schema, rows) = fx.read(path).await;
+    assert!(file_schema.column_with_name("domain").is_none());
+    assert_eq!(ns(&rows), vec![0, 1]);
+
+    for (key, value) in [
+        ("domain", "../etc"),
+        ("domain", "a/b"),
+        ("dom ain", "x"),
+        ("dt", "2025-09-11"),
+        ("domain", ""),
+    ] {
+        let mut bad = unit("u");
+        bad.partitions = vec![(key.into(), value.into())];
+        let err = sink
+            .begin_unit(&bad, schema())
+            .await
+            .err()
+            .expect("unsafe partition refused");
+        assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+        assert!(err.to_string().contains("not a safe path segment"), "{err}");
+    }
+    let mut bad = unit("../u");
+    bad.partitions.clear();
+    assert!(sink.begin_unit(&bad, schema()).await.is_err());
+    assert_eq!(fx.objects().await.iter().filter(|o| o.contains("etc")).count(), 0);
+}
+
+async fn dead_letter_is_written_then_removed(fx: Fixture) {
+    let sink = fx.sink(opts());
+    let u = unit("u");
+    let w = begin(&sink, &u).await;
+    let bad = vec![bad_record(3), bad_record(9)];
+    let report = w
+        .commit(UnitSummary {
+            bad_records: bad.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.bad_records, 2);
+    let text = String::from_utf8(fx.bytes("_etl/dead_letter/u.jsonl").await.to_vec()).unwrap();
+    let lines: Vec<BadRecord> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines, bad);
+
+    let w = begin(&sink, &u).await;
+    w.commit(UnitSummary::default()).await.unwrap();
+    assert!(
+        !fx.exists("_etl/dead_letter/u.jsonl").await,
+        "a clean rerun removes the old dead letters"
+    );
+}
+
+async fn state_records_round_trip(fx: Fixture) {
+    let sink = fx.sink(opts());
+    let state = sink.state_store();
+    assert!(state.load().await.unwrap().is_empty());
+
+    let mut records = Vec::new();
+    for id in ["u-1", "u-2"] {
+        let u = unit(id);
+        let mut w = begin(&sink, &u).await;
+        w.write(batch(&day_rows(D1, 0..2))).await.unwrap();
+        let report = w.commit(UnitSummary::default()).await.unwrap();
+        let record = UnitRecord {
+            unit: u,
+            committed_at: Utc::now(),
+            report,
+        };
+        state.mark_done(&record).await.unwrap();
+        records.push(record);
+    }
+    let loaded = state.load().await.unwrap();
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(loaded["u-1"], records[0]);
+    assert_eq!(loaded["u-2"], records[1]);
+    assert!(fx.exists("_etl/state/u-1.json").await);
+    // Marking again (a provisional unit rewritten) replaces the record.
+    let mut again = records[0].clone();
+    again.report.rows = 99;
+    state.mark_done(&again).await.unwrap();
+    assert_eq!(state.load().await.unwrap()["u-1"].report.rows, 99);
+}
+
+async fn zero_rows_commit_no_files(fx: Fixture) {
+    let sink = fx.sink(opts());
+    let mut w = begin(&sink, &unit("u")).await;
+    w.write(batch(&[])).await.unwrap();
+    let report = w.commit(UnitSummary::default()).await.unwrap();
+    assert!(report.files.is_empty());
+    assert_eq!((report.rows, report.bytes), (0, 0));
+    assert_eq!(fx.parquet_files().await, Vec::<String>::new());
+    let manifest = sink
+        .read_manifest("u")
+        .await
+        .unwrap()
+        .expect("manifest even for an empty unit");
+    assert!(manifest.files.is_empty());
+    assert_eq!(manifest.rows, 0);
+}
+
+async fn bad_time_values_and_schemas_are_refused(fx: Fixture) {
+    let sink = fx.sink(opts());
+    // A null time.
+    let nullable = Arc::new(Schema::new(vec![
+        Field::new("delivered_at", time_type(), true),
+        Field::new("n", DataType::Int64, false),
+        Field::new("msg", DataType::Utf8, true),
+    ]));
+    let mut w = sink.begin_unit(&unit("u"), Arc::clone(&nullable)).await.unwrap();
+    let with_null = RecordBatch::try_new(
+        nullable,
+        vec![
+            Arc::new(TimestampMicrosecondArray::from(vec![Some(D1 * MICROS_PER_DAY), None]).with_timezone("UTC")),
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(StringArray::from(vec!["a", "b"])),
+        ],
+    )
+    .unwrap();
+    let err: StageError = w.write(with_null).await.unwrap_err();
+    assert!(err.to_string().contains("delivered_at"), "{err}");
+    assert!(err.to_string().contains("null"), "{err}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    w.abort().await;
+
+    // Nanoseconds, local time, or a missing column: refused before anything is written.
+    for data_type in [
+        DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        DataType::Timestamp(TimeUnit::Microsecond, None),
+        DataType::Utf8,
+    ] {
+        let s = Arc::new(Schema::new(vec![Field::new("delivered_at", data_type.clone(), false)]));
+        let err = sink.begin_unit(&unit("u"), s).await.err().expect("refused");
+        assert!(err.to_string().contains("delivered_at"), "{data_type}: {err}");
+    }
+    let s = Arc::new(Schema::new(vec![Field::new("other", time_type(), false)]));
+    assert!(sink.begin_unit(&unit("u"), s).await.is_err());
+
+    // A batch that does not match the unit's schema.
+    let mut w = begin(&sink, &unit("u")).await;
+    let narrow = Arc::new(Schema::new(vec![Field::new("delivered_at", time_type(), false)]));
+    let times = TimestampMicrosecondArray::from(vec![D1 * MICROS_PER_DAY]).with_timezone("UTC");
+    let err = w
+        .write(RecordBatch::try_new(narrow, vec![Arc::new(times)]).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("differ"), "{err}");
+    w.abort().await;
+    assert_eq!(fx.parquet_files().await, Vec::<String>::new());
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Fixture::memory()).await
+            })*
+        }
+        mod local {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Fixture::local()).await
+            })*
+        }
+    };
+}
+
+conformance!(
+    two_days_land_in_two_dt_dirs,
+    manifest_and_report_agree,
+    abort_leaves_nothing,
+    crash_leftovers_are_removed_by_the_next_attempt,
+    multipart_uploads_complete_at_commit,
+    rewrite_with_fewer_parts_removes_old_parts,
+    files_roll_by_size,
+    least_recently_used_file_is_closed,
+    unit_partitions_come_before_dt,
+    dead_letter_is_written_then_removed,
+    state_records_round_trip,
+    zero_rows_commit_no_files,
+    bad_time_values_and_schemas_are_refused,
+);
