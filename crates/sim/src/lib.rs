@@ -1,1 +1,353 @@
-//! placeholder
+//! `etl-sim`: a local stand-in for the vendor APIs, so that `etl` can be tested end to end without the
+//! vendors, including their awkward corners and their failures.
+//!
+//! Each API is simulated from its seed document (`/work/shared/seeds/`) and `FORMATS.md`, never from the
+//! client code: this crate depends on no other `etl` crate and shares no parsing code with the client, so
+//! a client that misreads a seed fails here instead of agreeing with itself.
+//!
+//! # What it serves
+//! One axum server on `127.0.0.1` hosts every simulated API under its own path prefix:
+//!
+//! | path | API |
+//! |---|---|
+//! | `POST /mail-delivery/` | mail delivery log (`GetDeliveryLog`, XML) |
+//! | `GET /_sim/stats` | request counters, JSON (below) |
+//!
+//! On start-up [`run`] prints exactly one line to stdout, `etl-sim listening on http://127.0.0.1:PORT`,
+//! and flushes it; tests read the port from it. Logs go to `tracing` (the binary installs the subscriber).
+//!
+//! # Deterministic data and the ground truth
+//! The records of a UTC day are a pure function of `(--seed, day)`: the same seed serves the same data in
+//! every run. With `--truth FILE` the simulator writes, before it announces itself, what a correct client
+//! must end up with:
+//!
+//! ```json
+//! {"mail_delivery": {"days": {"2026-11-20": {"rows": 2871, "sent": 2440, "retry": 290, "faild": 141,
+//!                                            "fingerprint": "00af3c5e9d2b7a41"}},
+//!                    "fingerprint_definition": "wrapping u64 sum over records of FNV-1a-64 of ..."}}
+//! ```
+//!
+//! `days` covers every full day the API can serve: from 90 days before today (UTC) through yesterday.
+//! **Fingerprint contract:** for each record, take its `<Log>` line as the exact unescaped text
+//! `date time result status txid sender recipient detail` (eight fields joined by single spaces), hash its
+//! UTF-8 bytes with FNV-1a 64-bit (offset basis `0xcbf29ce484222325`, prime `0x100000001b3`), and sum the
+//! hashes of the day's records with wrapping u64 addition; print as 16 lowercase hex digits. The sum is
+//! order-independent but counts duplicates, so a client that drops, repeats or alters a record is caught.
+//!
+//! # Request stats
+//! `GET /_sim/stats` returns `{"mail_delivery": {"requests": N, "data_requests": M, "faults": F}}`:
+//! every request to the API path, those answered 200 with a complete page, and injected faults. A test
+//! proves that a rerun sends no data requests with it.
+//!
+//! # Faults
+//! `--fault-rate p` gives each API request a fault with probability `p`, decided before anything else
+//! (see the `faults` module): 500, 503 with/without `Retry-After`, 429 with delta-seconds or HTTP-date
+//! `Retry-After`, a connection dropped mid-body, or a 1-2 s delay.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> Result<(), etl_sim::SimError> {
+//! use clap::Parser;
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     sim: etl_sim::SimArgs,
+//! }
+//! let cli = Cli::parse_from(["etl-sim", "--seed", "7", "--fault-rate", "0.1"]);
+//! let sim = etl_sim::start(cli.sim).await?;
+//! println!("mail delivery API at http://{}/mail-delivery/", sim.addr());
+//! sim.wait().await
+//! # }
+//! ```
+
+mod data;
+mod faults;
+mod mail_delivery;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::routing::get;
+use bytes::Bytes;
+use chrono::{NaiveDate, Utc};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::data::SplitMix64;
+use crate::faults::FaultInjector;
+use crate::mail_delivery::MailDelivery;
+
+/// Command-line options of `etl sim`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimArgs {
+    /// 127.0.0.1 port to bind; 0 picks a free one
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// seed of the generated data (the same seed serves the same records)
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// probability in [0,1] that a request gets an injected fault
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// write the ground truth JSON here at start-up
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// mean records per day for mail delivery (actual count varies per day, deterministic)
+    #[arg(long, default_value_t = 3000)]
+    pub mail_rows_per_day: u32,
+    /// the X-Auth-Token the mail delivery API accepts
+    #[arg(
+        long,
+        env = "MAIL_DELIVERY_TOKEN",
+        default_value = "sim-mail-token",
+        hide_env_values = true
+    )]
+    pub mail_token: String,
+}
+
+/// Why the simulator could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid simulator option: {0}")]
+    InvalidArgs(String),
+    #[error("binding the simulator to 127.0.0.1:{port}: {source}")]
+    Bind { port: u16, source: io::Error },
+    #[error("writing the ground truth to {}: {source}", path.display())]
+    WriteTruth { path: PathBuf, source: io::Error },
+    #[error("announcing the listening address on stdout: {0}")]
+    Announce(io::Error),
+    #[error("serving HTTP on {addr}: {source}")]
+    Serve { addr: SocketAddr, source: io::Error },
+    #[error("the simulator's {what} task failed: {message}")]
+    Task { what: &'static str, message: String },
+}
+
+/// Counters of one simulated API.
+#[derive(Debug, Default)]
+pub(crate) struct ApiStats {
+    pub(crate) requests: AtomicU64,
+    pub(crate) data_requests: AtomicU64,
+    pub(crate) faults: AtomicU64,
+}
+
+#[derive(Debug, Serialize)]
+struct ApiStatsSnapshot {
+    requests: u64,
+    data_requests: u64,
+    faults: u64,
+}
+
+impl ApiStats {
+    fn snapshot(&self) -> ApiStatsSnapshot {
+        ApiStatsSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            data_requests: self.data_requests.load(Ordering::Relaxed),
+            faults: self.faults.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counters of every simulated API, served at `/_sim/stats`.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) mail_delivery: ApiStats,
+}
+
+#[derive(Debug, Serialize)]
+struct StatsSnapshot {
+    mail_delivery: ApiStatsSnapshot,
+}
+
+/// State every simulated API shares: the seed, the fault dice, request ids and counters.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) seed: u64,
+    pub(crate) faults: FaultInjector,
+    pub(crate) stats: Stats,
+    request_counter: AtomicU64,
+}
+
+impl Shared {
+    fn new(seed: u64, fault_rate: f64) -> Self {
+        Self {
+            seed,
+            faults: FaultInjector::new(seed, fault_rate),
+            stats: Stats::default(),
+            request_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh UUID-shaped request id, and the counter it came from (usable as a per-request salt).
+    pub(crate) fn next_request_id(&self) -> (String, u64) {
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed) + 1;
+        (data::request_uuid(self.seed, n), n)
+    }
+}
+
+/// Splits a body into chunks of varying size (the first one ends inside the XML declaration) and
+/// streams them, so clients meet chunked transfer encoding and reads that end at arbitrary bytes.
+pub(crate) fn chunked_body(full: Bytes, salt: u64) -> Body {
+    let mut rng = SplitMix64::new(data::mix(0x6368_756e_6b73, salt));
+    let mut chunks: Vec<Result<Bytes, io::Error>> = Vec::new();
+    let mut at = 0;
+    let mut size = 20 + rng.below(40) as usize;
+    while at < full.len() {
+        let end = (at + size).min(full.len());
+        chunks.push(Ok(full.slice(at..end)));
+        at = end;
+        size = 1 + rng.below(16 * 1024) as usize;
+    }
+    Body::from_stream(futures::stream::iter(chunks))
+}
+
+/// The whole ground truth file.
+#[derive(Debug, Serialize)]
+struct Truth {
+    mail_delivery: mail_delivery::MailTruth,
+}
+
+/// Writes the truth next to its final name and renames it, so a reader never sees half a file.
+fn write_truth(path: &Path, truth: &Truth) -> Result<(), SimError> {
+    let fail = |source: io::Error| SimError::WriteTruth {
+        path: path.to_path_buf(),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(truth).map_err(|e| fail(io::Error::other(e)))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, json).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(e)
+    })
+}
+
+fn build_truth(args: &SimArgs, today: NaiveDate) -> Truth {
+    Truth {
+        mail_delivery: mail_delivery::truth(args.seed, args.mail_rows_per_day, today),
+    }
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> axum::Json<StatsSnapshot> {
+    axum::Json(StatsSnapshot {
+        mail_delivery: shared.stats.mail_delivery.snapshot(),
+    })
+}
+
+/// A simulator that is serving. Dropping it stops the server.
+#[derive(Debug)]
+pub struct RunningSim {
+    addr: SocketAddr,
+    server: Option<JoinHandle<Result<(), SimError>>>,
+}
+
+impl RunningSim {
+    /// The bound address (always 127.0.0.1).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until the server fails (it does not stop on its own).
+    pub async fn wait(mut self) -> Result<(), SimError> {
+        match self.server.take() {
+            Some(task) => task.await.map_err(|e| SimError::Task {
+                what: "server",
+                message: e.to_string(),
+            })?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        if let Some(task) = self.server.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Binds 127.0.0.1, writes the truth file if asked, and starts serving in a background task. Does not
+/// print anything: [`run`] announces the address.
+pub async fn start(args: SimArgs) -> Result<RunningSim, SimError> {
+    if !(0.0..=1.0).contains(&args.fault_rate) {
+        return Err(SimError::InvalidArgs(format!(
+            "--fault-rate must be in [0, 1], got {}",
+            args.fault_rate
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
+        .await
+        .map_err(|source| SimError::Bind {
+            port: args.port,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SimError::Bind {
+        port: args.port,
+        source,
+    })?;
+
+    if let Some(path) = args.truth.clone() {
+        let for_truth = args.clone();
+        let today = Utc::now().date_naive();
+        let truth = tokio::task::spawn_blocking(move || build_truth(&for_truth, today))
+            .await
+            .map_err(|e| SimError::Task {
+                what: "truth generation",
+                message: e.to_string(),
+            })?;
+        write_truth(&path, &truth)?;
+        tracing::info!(path = %path.display(), "ground truth written");
+    }
+
+    let shared = Arc::new(Shared::new(args.seed, args.fault_rate));
+    let mail = Arc::new(MailDelivery::new(
+        shared.clone(),
+        args.mail_token,
+        args.mail_rows_per_day,
+    ));
+    let app = Router::new()
+        .route("/_sim/stats", get(stats))
+        .with_state(shared)
+        .merge(mail.router());
+    tracing::info!(%addr, seed = args.seed, fault_rate = args.fault_rate, "simulator serving");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .await
+            .map_err(|source| SimError::Serve { addr, source })
+    });
+    Ok(RunningSim {
+        addr,
+        server: Some(server),
+    })
+}
+
+/// The one line tests wait for; written and flushed at once so a reader of a pipe sees it immediately.
+fn announce(out: &mut impl io::Write, addr: SocketAddr) -> Result<(), SimError> {
+    writeln!(out, "etl-sim listening on http://{addr}").map_err(SimError::Announce)?;
+    out.flush().map_err(SimError::Announce)
+}
+
+/// Starts the simulator, prints `etl-sim listening on http://127.0.0.1:PORT` to stdout, and serves
+/// until the process is killed or receives ctrl-c.
+pub async fn run(args: SimArgs) -> Result<(), SimError> {
+    let sim = start(args).await?;
+    announce(&mut io::stdout().lock(), sim.addr())?;
+    tokio::select! {
+        served = sim.wait() => served,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("ctrl-c received; simulator stopping");
+            Ok(())
+        }
+    }
+}
