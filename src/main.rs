@@ -1,1 +1,265 @@
-fn main() {}
+//! `etl`: the binary is glue. It parses the command line, turns a pipeline file into stages
+//! through one registry `match` (`registry.rs`), runs them with `etl-core`'s runner, prints a
+//! summary and maps the outcome to an exit code a scheduler can act on.
+
+mod registry;
+mod summary;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use etl_config::TimeSpec;
+use etl_core::{CancellationToken, ErrorClass, PlanRequest, RunOptions};
+
+/// Exit codes, documented in `--help` and the README.
+mod exit {
+    pub const OK: u8 = 0;
+    pub const INTERNAL: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const RETRYABLE: u8 = 3;
+    pub const PERMANENT: u8 = 4;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    every unit done
+  1    unexpected internal error
+  2    usage or configuration error
+  3    some unit failed for a reason a later run can overcome (network, 5xx, 429 after retries); other units committed
+  4    some unit failed permanently (authentication, request rejected by the vendor, bad record under on_bad_record: fail)
+  130  interrupted by SIGINT/SIGTERM; committed units stay committed, the rest is redone by the next run";
+
+#[derive(Parser, Debug)]
+#[command(name = "etl", version, about = "Load vendor logs into hive-partitioned Parquet", after_help = EXIT_CODES)]
+struct Cli {
+    /// Log format on stderr: `text` for people, `json` (one object per line) for schedulers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a pipeline: fetch every unit of the range not done yet and commit it to the sink.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+        /// Start of the range: RFC 3339, a date (2025-09-11), `now`, or relative (`-2d`, `-36h`).
+        /// Default: the pipeline's `start` (default -7d).
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        /// End of the range (exclusive), same forms. Default: now.
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+    },
+    /// Check pipeline files without touching the network: syntax, keys, environment variables,
+    /// values, and that every transform's columns exist.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Serve the bundled simulator of the vendor APIs on 127.0.0.1.
+    Sim(etl_sim::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let code = match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Run { file, from, to } => runtime().block_on(run(file, from, to)),
+        Command::Sim(args) => match runtime().block_on(etl_sim::run(args)) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("error: simulator: {e}");
+                exit::INTERNAL
+            }
+        },
+    };
+    ExitCode::from(code)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ETL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .init(),
+    }
+}
+
+fn validate(files: &[PathBuf]) -> u8 {
+    let mut code = exit::OK;
+    for file in files {
+        match registry::check(file) {
+            Ok(summary) => eprintln!("ok: {}: {summary}", file.display()),
+            Err(e) => {
+                eprintln!("{e:#}");
+                code = exit::USAGE;
+            }
+        }
+    }
+    code
+}
+
+fn resolve(spec: &str, now: DateTime<Utc>, flag: &str) -> anyhow::Result<DateTime<Utc>> {
+    let t = TimeSpec::parse(spec).map_err(|e| anyhow::anyhow!("{flag} {spec:?}: {e}"))?;
+    Ok(t.resolve(now))
+}
+
+async fn run(file: PathBuf, from: Option<String>, to: Option<String>) -> u8 {
+    let now = Utc::now();
+    let prepared = match registry::prepare(&file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return exit::USAGE;
+        }
+    };
+    let range = (|| -> anyhow::Result<_> {
+        let from = match &from {
+            Some(s) => resolve(s, now, "--from")?,
+            None => prepared.config.start.resolve(now),
+        };
+        let to = match &to {
+            Some(s) => resolve(s, now, "--to")?,
+            None => now,
+        };
+        anyhow::ensure!(from < to, "the range is empty: --from {from} is not before --to {to}");
+        Ok((from, to))
+    })();
+    let (from, to) = match range {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::USAGE;
+        }
+    };
+    match execute(
+        prepared,
+        PlanRequest {
+            from,
+            to,
+            now,
+            settle: Default::default(),
+        },
+    )
+    .await
+    {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::INTERNAL
+        }
+    }
+}
+
+async fn execute(prepared: registry::Prepared, mut req: PlanRequest) -> anyhow::Result<u8> {
+    let cfg = &prepared.config;
+    req.settle = cfg.settle;
+    let pipeline = Arc::clone(&prepared.pipeline);
+    let plan = match pipeline.source.plan(&req) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}: planning: {e}", cfg.path.display());
+            return Ok(if e.class() == ErrorClass::Permanent {
+                exit::USAGE
+            } else {
+                exit::RETRYABLE
+            });
+        }
+    };
+    for note in &plan.notes {
+        tracing::warn!(pipeline = %cfg.name, "{note}");
+    }
+    let done = pipeline
+        .state
+        .load()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading state: {e}"))?;
+    let planned = plan.units.len();
+    let units: Vec<_> = plan
+        .units
+        .into_iter()
+        .filter(|u| !done.get(&u.id).is_some_and(|r| r.is_final()))
+        .collect();
+    tracing::info!(
+        pipeline = %cfg.name,
+        from = %req.from.format("%Y-%m-%dT%H:%M:%SZ"),
+        to = %req.to.format("%Y-%m-%dT%H:%M:%SZ"),
+        planned,
+        already_done = planned - units.len(),
+        to_run = units.len(),
+        "plan"
+    );
+    let cancel = CancellationToken::new();
+    tokio::spawn(watch_signals(cancel.clone()));
+    let opts = RunOptions {
+        channel_capacity: cfg.runtime.channel_capacity,
+        decode_workers: cfg.runtime.decode_workers,
+        unit_concurrency: cfg.runtime.unit_concurrency,
+        decode: etl_core::DecodeContext {
+            policy: cfg.on_bad_record,
+            batch_size: cfg.runtime.batch_size,
+        },
+    };
+    let started = std::time::Instant::now();
+    let report = etl_core::runner::run(Arc::clone(&pipeline), units, opts, cancel.clone()).await;
+    summary::print(&prepared, &report, planned, started.elapsed());
+    Ok(match report.worst() {
+        None => exit::OK,
+        Some(ErrorClass::Internal) => exit::INTERNAL,
+        Some(ErrorClass::Permanent) => exit::PERMANENT,
+        Some(ErrorClass::Retryable) => exit::RETRYABLE,
+        Some(ErrorClass::Cancelled) => exit::INTERRUPTED,
+    })
+}
+
+/// First SIGINT/SIGTERM: stop starting work, abort in-flight units (nothing partial becomes
+/// visible, their state is untouched) and report. Second: exit at once, which is still safe
+/// because uncommitted files are never visible and are cleaned by the next run.
+async fn watch_signals(cancel: CancellationToken) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        return;
+    };
+    let next = async |term: &mut tokio::signal::unix::Signal| {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    };
+    let sig = next(&mut term).await;
+    tracing::warn!(
+        "{sig} received: stopping; committed units stay committed, unfinished ones are redone next run (again to exit at once)"
+    );
+    cancel.cancel();
+    let sig = next(&mut term).await;
+    eprintln!("{sig} received again: exiting now");
+    std::process::exit(i32::from(exit::INTERRUPTED));
+}

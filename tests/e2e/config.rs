@@ -1,0 +1,121 @@
+//! `etl validate` and configuration errors, as a user sees them.
+
+use std::path::Path;
+
+use crate::util::*;
+
+fn dummy_env() -> Vec<(String, String)> {
+    vec![
+        ("MAIL_DELIVERY_URL".into(), "http://127.0.0.1:9/mail-delivery/".into()),
+        ("MAIL_DELIVERY_TOKEN".into(), "t".into()),
+        ("ETL_OUT".into(), "/tmp/etl-validate-test".into()),
+    ]
+}
+
+#[test]
+fn every_pipeline_file_validates() {
+    let dir = repo_path("pipelines");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for f in files {
+        let res = etl(&["validate", f.to_str().unwrap()], &dummy_env());
+        assert_eq!(res.status.code(), Some(0), "{} does not validate", f.display());
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn a_typo_is_reported_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "typo.yaml",
+        "source:\n  type: mail_delivery\n  url: http://x/\n  tokn: abc\nsink:\n  type: parquet\n  url: /tmp/x\n",
+    );
+    let res = etl(&["validate", &file], &[]);
+    assert_eq!(res.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(stderr.contains(&format!("{file}:4:3")), "{stderr}");
+    assert!(stderr.contains("tokn"), "{stderr}");
+}
+
+#[test]
+fn a_missing_variable_is_reported_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "env.yaml",
+        "source:\n  type: mail_delivery\n  url: http://x/\n  token: ${ETL_TEST_SURELY_UNSET_TOKEN}\nsink:\n  type: parquet\n  url: /tmp/x\n",
+    );
+    let res = etl(&["validate", &file], &[]);
+    assert_eq!(res.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(stderr.contains(&format!("{file}:4:10")), "{stderr}");
+    assert!(stderr.contains("ETL_TEST_SURELY_UNSET_TOKEN"), "{stderr}");
+}
+
+#[test]
+fn a_transform_on_a_missing_column_fails_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "t.yaml",
+        "source:\n  type: mail_delivery\n  url: http://x/\n  token: t\ntransforms:\n  - drop: [no_such_column]\nsink:\n  type: parquet\n  url: /tmp/x\n",
+    );
+    let res = etl(&["validate", &file], &[]);
+    assert_eq!(res.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("no_such_column") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn transforms_apply_end_to_end() {
+    let sim = Sim::start(&["--seed", "2", "--mail-rows-per-day", "500"]);
+    let out = tempfile::tempdir().unwrap();
+    let day = days_ago(3);
+    let file = write(
+        out.path(),
+        "t.yaml",
+        &format!(
+            "source:\n  type: mail_delivery\n  url: {}\n  token: sim-mail-token\ntransforms:\n  - filter: {{column: result, op: \"=\", value: sent}}\n  - hash: {{columns: [recipient], key: k}}\n  - drop: [detail]\n  - rename: {{sender: mail_from}}\nsink:\n  type: parquet\n  url: {}/ds\n",
+            sim.mail_url(),
+            out.path().display()
+        ),
+    );
+    let from = day.to_string();
+    let to = (day + chrono::Days::new(1)).to_string();
+    let res = etl(&["run", &file, "--from", &from, "--to", &to], &[]);
+    assert_eq!(res.status.code(), Some(0));
+    let files = parquet_files(&out.path().join("ds"));
+    let batches: Vec<_> = files.iter().flat_map(|f| read_batches(f)).collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows as u64, sim.mail_day(day)["sent"].as_u64().unwrap());
+    let schema = batches[0].schema();
+    let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "delivered_at",
+            "result",
+            "status_code",
+            "transaction_id",
+            "mail_from",
+            "recipient"
+        ]
+    );
+    use arrow_array::cast::AsArray;
+    let rcpt = batches[0].column_by_name("recipient").unwrap().as_string::<i32>();
+    assert!(
+        rcpt.iter()
+            .all(|v| v.is_some_and(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())))
+    );
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `etl` binary against the bundled simulator (`etl sim`), with the
+//! Parquet read back and compared with the simulator's ground truth.
+
+mod config;
+mod mail_delivery;
+mod util;
