@@ -1,0 +1,126 @@
+//! The `sink:` section: where the Parquet dataset goes and how its files are cut.
+
+use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserializer, MapAccess};
+
+use crate::bytesize::ByteSize;
+use crate::de::{Tagged, int_in, positive_usize, str_with, tagged};
+
+/// Where batches are written. Written as a mapping whose first key is `type`:
+///
+/// ```yaml
+/// sink:
+///   type: parquet
+///   url: ${ETL_OUT:-./data}/mail_delivery
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkConfig {
+    /// `type: parquet`: a hive-partitioned Parquet dataset on local disk or S3.
+    Parquet(ParquetSinkConfig),
+}
+
+impl SinkConfig {
+    /// The `type` as written in the file (`parquet`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Parquet(_) => "parquet",
+        }
+    }
+}
+
+impl Tagged for SinkConfig {
+    const SECTION: &'static str = "sink";
+    const KINDS: &'static [&'static str] = &["parquet"];
+
+    fn variant<'de, A: MapAccess<'de>>(kind: &'static str, rest: A) -> Result<Self, A::Error> {
+        match kind {
+            "parquet" => ParquetSinkConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::Parquet),
+            other => Err(de::Error::custom(format!("unknown sink type `{other}`"))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        tagged(d)
+    }
+}
+
+/// `type: parquet`: zstd-compressed Parquet files under `url`, one folder per partition
+/// (`dt=2025-09-11/`), files named after the unit that wrote them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the parquet sink keys (url, compression_level, ...)"
+)]
+pub struct ParquetSinkConfig {
+    /// `url` (required): the dataset root: a local path (`./data/mail_delivery`), a `file://`
+    /// URL, or an `s3://bucket/prefix` URL.
+    #[serde(deserialize_with = "dataset_url")]
+    pub url: String,
+    /// `compression_level` (optional, 1..=22, default 1): the zstd level. 1 is fast and already
+    /// small for logs; higher levels cost CPU for a few percent.
+    #[serde(default = "default_compression_level", deserialize_with = "zstd_level")]
+    pub compression_level: i32,
+    /// `row_group_rows` (optional, >= 1, default 262144): rows per Parquet row group.
+    #[serde(default = "default_row_group_rows", deserialize_with = "positive_usize")]
+    pub row_group_rows: usize,
+    /// `max_file_size` (optional, a size such as `512MiB` or `1GB`, default 512MiB): a file is
+    /// closed and the next part started once it reaches this size.
+    #[serde(default = "default_max_file_size", deserialize_with = "positive_size")]
+    pub max_file_size: ByteSize,
+    /// `max_open_files` (optional, >= 1, default 16): partitions written at the same time; more
+    /// partitions in one unit are flushed and reopened as new parts.
+    #[serde(default = "default_max_open_files", deserialize_with = "positive_usize")]
+    pub max_open_files: usize,
+}
+
+fn default_compression_level() -> i32 {
+    1
+}
+fn default_row_group_rows() -> usize {
+    262_144
+}
+fn default_max_file_size() -> ByteSize {
+    ByteSize(512 << 20)
+}
+fn default_max_open_files() -> usize {
+    16
+}
+
+fn zstd_level<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    // In range by construction.
+    int_in(d, 1, 22).map(|v| v as i32)
+}
+
+fn positive_size<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+    str_with(d, "a size such as 512MiB", |v| match ByteSize::parse(v)? {
+        ByteSize(0) => Err("must be larger than zero".to_string()),
+        size => Ok(size),
+    })
+}
+
+/// `deserialize_with`: a local path, `file://` or `s3://` URL.
+fn dataset_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    str_with(d, "a local path, file:// or s3:// URL", |v| {
+        if v.trim().is_empty() {
+            return Err("must not be empty; expected a local path, file:// or s3:// URL".to_string());
+        }
+        if let Some((scheme, rest)) = v.split_once("://") {
+            match scheme.to_ascii_lowercase().as_str() {
+                "file" if rest.is_empty() => return Err(format!("`{v}` names no path")),
+                "s3" if rest.split('/').next().is_none_or(str::is_empty) => {
+                    return Err(format!("`{v}` names no bucket; expected s3://bucket/prefix"));
+                }
+                "file" | "s3" => {}
+                other => {
+                    return Err(format!(
+                        "unsupported URL scheme `{other}`; expected a local path, file:// or s3:// URL"
+                    ));
+                }
+            }
+        }
+        Ok(v.to_string())
+    })
+}

@@ -1,0 +1,414 @@
+//! The client: one reqwest client with timeouts, a retry loop around it, and counters.
+//!
+//! The retry loop lives here rather than in each source because every vendor API fails the same
+//! ways (resets, 503 under load, 429 with `Retry-After`, bodies cut short) and the fix is the same:
+//! classify, back off with jitter, respect the server's wait, stop within a budget, and never
+//! print a secret while doing it. A source only says what to send and reads what came back.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::HeaderMap;
+
+use crate::error::{HttpError, excerpt, is_retryable_status};
+use crate::redact::Redactor;
+use crate::retry::{Decision, decide, retry_after};
+
+/// Timeouts, retry budget and body limit of a [`Client`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Time allowed to open a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a response (a stall timeout, reset by every read), so
+    /// a large download that keeps moving is never cut. There is no total timeout.
+    pub read_timeout: Duration,
+    /// Attempts per request, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Time budget of one request from its first attempt; no retry starts that would end after it.
+    pub max_retry_time: Duration,
+    /// Bound of the first retry's jittered wait; doubled for each further retry.
+    pub backoff_base: Duration,
+    /// Largest jittered wait (a `Retry-After` may ask for more).
+    pub backoff_max: Duration,
+    /// Largest body read into memory; a larger response is an error (streamed downloads do not
+    /// go through [`Client::send`]).
+    pub max_body: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            max_attempts: 8,
+            max_retry_time: Duration::from_secs(300),
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            max_body: 256 << 20,
+        }
+    }
+}
+
+/// A complete response: status, headers and the whole body.
+#[derive(Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The URL that answered, redacted.
+    pub url: String,
+    /// Attempts it took, this one included.
+    pub attempts: u32,
+}
+
+impl Response {
+    /// A 2xx status.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// A header's value, if present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl fmt::Debug for Response {
+    /// Header names and the body's size only: a body may be megabytes, and a header may carry
+    /// a session cookie.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("url", &self.url)
+            .field("attempts", &self.attempts)
+            .field("headers", &self.headers.keys().map(|k| k.as_str()).collect::<Vec<_>>())
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// Cumulative counters of a [`Client`] (and all its clones) since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Attempts sent (a retried request counts once per attempt).
+    pub requests: u64,
+    /// Attempts that were followed by a retry.
+    pub retries: u64,
+    /// Response body bytes received, error bodies included.
+    pub bytes: u64,
+}
+
+/// The HTTP client every source uses. Cheap to clone: clones share the connection pool and
+/// the counters.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    cfg: HttpConfig,
+    redactor: Redactor,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.cfg)
+            .field("redactor", &self.inner.redactor)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Why an attempt failed, when another attempt may do better.
+enum Failure {
+    Status {
+        status: u16,
+        body: String,
+        retry_after: Option<Duration>,
+    },
+    Transport {
+        message: String,
+    },
+}
+
+impl Failure {
+    fn into_error(self, what: &str, url: String, attempts: u32) -> HttpError {
+        match self {
+            Failure::Status { status, body, .. } => HttpError::Status {
+                what: what.to_string(),
+                url,
+                status,
+                body,
+                attempts,
+            },
+            Failure::Transport { message } => HttpError::Transport {
+                what: what.to_string(),
+                url,
+                message,
+                attempts,
+            },
+        }
+    }
+}
+
+enum AttemptError {
+    Retryable(Failure),
+    Fatal(HttpError),
+}
+
+/// The most of an error body kept to build an excerpt from.
+const ERROR_BODY_READ: u64 = 64 << 10;
+
+impl Client {
+    /// A client with `cfg`'s timeouts, no automatic redirects (a redirect to another host would
+    /// carry the credentials; the source decides) and no total timeout.
+    pub fn new(cfg: HttpConfig, redactor: Redactor) -> Result<Self, HttpError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.read_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("etl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HttpError::Build {
+                message: describe(&redactor, e),
+            })?;
+        let inner = Inner {
+            http,
+            cfg,
+            redactor,
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.inner.redactor
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.cfg
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            requests: self.inner.requests.load(Ordering::Relaxed),
+            retries: self.inner.retries.load(Ordering::Relaxed),
+            bytes: self.inner.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends the request made by `build` (called again for every attempt, so a body or a fresh
+    /// signature is rebuilt each time) and reads the whole body.
+    ///
+    /// Connect errors, timeouts, broken or truncated bodies, 408, 429 and 5xx are retried with
+    /// exponential backoff and full jitter, waiting at least what a `Retry-After` asks for, within
+    /// `max_attempts` and `max_retry_time`. Returns `Ok` for every other status, 4xx included (the
+    /// caller reads the vendor's error body), and `Err` once the budget is spent or the body is
+    /// larger than `max_body`. `what` names the request in logs and errors ("mail delivery page 3").
+    pub async fn send(
+        &self,
+        what: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Response, HttpError> {
+        let cfg = &self.inner.cfg;
+        // `what` may name a file or a URL: it is shown only redacted.
+        let what = &self.inner.redactor.redact(what);
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (http, request) = build(&self.inner.http).build_split();
+            let request = request.map_err(|e| HttpError::Build {
+                message: format!("{what}: {}", describe(&self.inner.redactor, e)),
+            })?;
+            let url = self.inner.redactor.redact_url(request.url().as_str());
+            self.inner.requests.fetch_add(1, Ordering::Relaxed);
+            let failure = match self.attempt(&http, request, what, &url).await {
+                Ok((status, headers, body)) => {
+                    return Ok(Response {
+                        status,
+                        headers,
+                        body,
+                        url,
+                        attempts: attempt,
+                    });
+                }
+                Err(AttemptError::Fatal(e)) => return Err(e),
+                Err(AttemptError::Retryable(f)) => f,
+            };
+            let (status, error, wait) = match &failure {
+                Failure::Status {
+                    status, retry_after, ..
+                } => (Some(*status), None, *retry_after),
+                Failure::Transport { message } => (None, Some(message.as_str()), None),
+            };
+            match decide(cfg, attempt, started.elapsed(), wait) {
+                Decision::Retry(delay) => {
+                    self.inner.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        what,
+                        url = %url,
+                        status,
+                        error,
+                        attempt = %format_args!("{attempt}/{}", cfg.max_attempts.max(1)),
+                        delay_ms = delay.as_millis() as u64,
+                        reason = %if wait.is_some() { "retry-after" } else { "backoff" },
+                        "request failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Decision::GiveUp(reason) => {
+                    tracing::warn!(
+                        what,
+                        url = %url,
+                        status,
+                        error,
+                        attempt = %format_args!("{attempt}/{}", cfg.max_attempts.max(1)),
+                        reason = %reason,
+                        "request failed; giving up"
+                    );
+                    return Err(failure.into_error(what, url, attempt));
+                }
+            }
+        }
+    }
+
+    /// One attempt: send, then read the body within the limit.
+    async fn attempt(
+        &self,
+        http: &reqwest::Client,
+        request: reqwest::Request,
+        what: &str,
+        url: &str,
+    ) -> Result<(u16, HeaderMap, Bytes), AttemptError> {
+        let redactor = &self.inner.redactor;
+        let mut response = http.execute(request).await.map_err(|e| {
+            AttemptError::Retryable(Failure::Transport {
+                message: describe(redactor, e),
+            })
+        })?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if is_retryable_status(status) {
+            // The body only feeds an excerpt: read a bounded prefix, and a broken one is no worse.
+            let body = match self.read_body(&mut response, ERROR_BODY_READ).await {
+                Ok(body) | Err(BodyError::TooLarge(body)) => body,
+                Err(BodyError::Read(_)) => Bytes::new(),
+            };
+            let body = excerpt(&redactor.redact(&String::from_utf8_lossy(&body)));
+            let retry_after = retry_after(&headers, SystemTime::now());
+            return Err(AttemptError::Retryable(Failure::Status {
+                status,
+                body,
+                retry_after,
+            }));
+        }
+        let too_large = || {
+            AttemptError::Fatal(HttpError::BodyTooLarge {
+                what: what.to_string(),
+                url: url.to_string(),
+                limit: self.inner.cfg.max_body,
+            })
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.inner.cfg.max_body)
+        {
+            return Err(too_large());
+        }
+        match self.read_body(&mut response, self.inner.cfg.max_body).await {
+            Ok(body) => Ok((status, headers, body)),
+            Err(BodyError::TooLarge(_)) => Err(too_large()),
+            Err(BodyError::Read(e)) => Err(AttemptError::Retryable(Failure::Transport {
+                message: format!("reading the response body (HTTP {status}): {}", describe(redactor, e)),
+            })),
+        }
+    }
+
+    /// Reads the body up to `limit` bytes, counting what arrives.
+    async fn read_body(&self, response: &mut reqwest::Response, limit: u64) -> Result<Bytes, BodyError> {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut len = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+            self.inner.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            len += chunk.len() as u64;
+            chunks.push(chunk);
+            if len > limit {
+                let mut kept = concat(chunks, len);
+                // The part within the limit, for an excerpt.
+                kept.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                return Err(BodyError::TooLarge(kept));
+            }
+        }
+        Ok(concat(chunks, len))
+    }
+
+    /// A `Status` error for a response the caller rejects (a 4xx with a vendor error code), with
+    /// the same redacted excerpt as a retried status.
+    pub fn status_error(&self, what: &str, response: &Response) -> HttpError {
+        HttpError::Status {
+            what: what.to_string(),
+            url: response.url.clone(),
+            status: response.status,
+            body: excerpt(&self.inner.redactor.redact(&String::from_utf8_lossy(&response.body))),
+            attempts: response.attempts,
+        }
+    }
+}
+
+/// One buffer from the chunks of a body; a single chunk is kept as it came (no copy).
+fn concat(mut chunks: Vec<Bytes>, len: u64) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let mut buf = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+    for chunk in chunks {
+        buf.extend_from_slice(&chunk);
+    }
+    buf.freeze()
+}
+
+enum BodyError {
+    /// Over the limit; holds the part within it.
+    TooLarge(Bytes),
+    Read(reqwest::Error),
+}
+
+/// A reqwest error as text: its kind and cause chain, without the URL (which may carry
+/// credentials; callers show the redacted URL themselves), then redacted.
+fn describe(redactor: &Redactor, e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "response body broken off"
+    } else if e.is_builder() {
+        "invalid request"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut text = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        // hyper and reqwest often repeat the inner message in the outer one.
+        if !text.ends_with(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    redactor.redact(&text)
+}
