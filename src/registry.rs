@@ -107,10 +107,7 @@ fn http_config(c: &PipelineConfig) -> HttpConfig {
 
 /// Every secret of the pipeline, so the HTTP layer can redact them from logs and errors.
 fn secrets(c: &PipelineConfig) -> Vec<Secret> {
-    let mut s = Vec::new();
-    match &c.source {
-        SourceConfig::MailDelivery(m) => s.push(m.token.clone()),
-    }
+    let mut s = c.source.secrets();
     for t in &c.transforms {
         if let TransformConfig::Hash { key, .. } = t {
             s.push(key.clone());
