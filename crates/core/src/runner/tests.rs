@@ -218,12 +218,12 @@ async fn batches_keep_payload_order_under_parallel_decoding() {
     )
     .await;
     assert!(report.worst().is_none(), "{report:?}");
+    let done = state.load().await.unwrap();
     let rec = rec.lock().unwrap();
     assert_eq!(rec.committed.len(), 2);
     for (_, rows) in &rec.committed {
         assert_eq!(rows, &(0..40).collect::<Vec<i64>>());
     }
-    let done = state.load().await.unwrap();
     assert_eq!(done.keys().collect::<Vec<_>>(), ["a", "b"]);
     assert_eq!(report.outcomes[0].rows, 40);
     assert_eq!(report.outcomes[0].fetch.payloads, 4);
@@ -248,10 +248,10 @@ async fn a_fetch_error_aborts_the_unit_and_leaves_state_untouched() {
         ),
         other => panic!("{other:?}"),
     }
+    assert!(state.load().await.unwrap().is_empty());
     let rec = rec.lock().unwrap();
     assert!(rec.committed.is_empty());
     assert_eq!(rec.aborted, ["a"]);
-    assert!(state.load().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
