@@ -312,6 +312,18 @@ impl ParquetSink {
     /// with their local staging leftovers, then the intent. The intent stays if anything could
     /// not be deleted, so a later attempt tries again.
     async fn remove_unfinished_attempt(&self, unit_id: &str) -> Result<(), SinkError> {
+        // A process killed while putting one of the unit's small control objects leaves that
+        // put's staging file behind on local disk; it is invisible to the store but litter.
+        if let Some(local_root) = &self.local_root {
+            for kind in [
+                MetaKind::Intents,
+                MetaKind::Manifests,
+                MetaKind::DeadLetter,
+                MetaKind::State,
+            ] {
+                remove_staged_uploads(local_root, &layout::meta_object(&self.root, kind, unit_id)).await?;
+            }
+        }
         let intent_location = layout::meta_object(&self.root, MetaKind::Intents, unit_id);
         let Some(intent) = get_json::<Intent>(self.store.as_ref(), &intent_location, "reading intent").await? else {
             return Ok(());

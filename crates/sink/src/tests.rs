@@ -417,7 +417,12 @@ async fn crash_leftovers_are_removed_by_the_next_attempt(fx: Fixture) {
         let staged = PathBuf::from(format!("{}#7", path.display()));
         std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
         std::fs::write(&staged, b"partial").unwrap();
-        Some(staged)
+        // And the staging file of a control object whose put was killed half-way.
+        let intent = fx.location("_etl/intents/u.json");
+        let intent = intent.parts().fold(local.clone(), |p, part| p.join(part.as_ref()));
+        let staged_intent = PathBuf::from(format!("{}#3", intent.display()));
+        std::fs::write(&staged_intent, b"{").unwrap();
+        Some([staged, staged_intent])
     } else {
         None
     };
@@ -429,8 +434,8 @@ async fn crash_leftovers_are_removed_by_the_next_attempt(fx: Fixture) {
         "leftovers removed before writing"
     );
     assert!(fx.intent_files("u").await.is_none());
-    if let Some(staged) = staged {
-        assert!(!staged.exists(), "staged upload removed");
+    for staged in staged.iter().flatten() {
+        assert!(!staged.exists(), "staged upload {} removed", staged.display());
     }
     write_all(&mut again, vec![batch(&day_rows(D1, 0..5))]).await;
     let report = again.commit(UnitSummary::default()).await.unwrap();
