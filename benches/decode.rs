@@ -22,6 +22,7 @@ fn decode_payload(format: &dyn Format, payload: &[u8]) -> usize {
     let ctx = DecodeContext {
         policy: BadRecordPolicy::Fail,
         batch_size: BATCH_SIZE,
+        ..DecodeContext::default()
     };
     let mut decoder = format.decoder(&PayloadMeta::default(), ctx);
     let mut out = Vec::new();

@@ -227,6 +227,7 @@ async fn execute(prepared: registry::Prepared, mut req: PlanRequest) -> anyhow::
         decode: etl_core::DecodeContext {
             policy: cfg.on_bad_record,
             batch_size: cfg.runtime.batch_size,
+            ..Default::default()
         },
     };
     let started = std::time::Instant::now();

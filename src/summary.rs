@@ -94,6 +94,20 @@ fn render(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Dura
             human_bytes(bytes)
         );
     }
+    let mut unknown: std::collections::BTreeMap<&str, u64> = Default::default();
+    for o in &report.outcomes {
+        for (name, n) in &o.unknown_fields {
+            *unknown.entry(name.as_str()).or_default() += n;
+        }
+    }
+    if !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+        let _ = writeln!(
+            s,
+            "fields not in the schema (ignored; set on_unknown_field: fail to stop on them): {}",
+            list.join(", ")
+        );
+    }
     if !failures.is_empty() {
         let _ = writeln!(s, "failures:");
         for f in failures {

@@ -38,3 +38,15 @@ pub fn excerpt(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(cut);
     s.trim_end_matches('\u{FFFD}').to_string()
 }
+
+/// The pipeline's `on_unknown_field` policy: what a decoder does with a field the documented
+/// schema does not know (an API that grew a field).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFieldPolicy {
+    /// Count it per field name and report the counts in the run summary, keep the record.
+    #[default]
+    Ignore,
+    /// Treat the record as bad (then `on_bad_record` decides).
+    Fail,
+}

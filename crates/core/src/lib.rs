@@ -22,7 +22,7 @@ pub mod stage;
 pub mod state;
 pub mod unit;
 
-pub use bad::{BadRecord, BadRecordPolicy};
+pub use bad::{BadRecord, BadRecordPolicy, UnknownFieldPolicy};
 pub use error::{DecodeError, ErrorClass, StageError};
 pub use payload::{Payload, PayloadBody, PayloadMeta, PayloadSender};
 pub use runner::{Pipeline, RunOptions, RunReport, UnitOutcome, UnitStatus};

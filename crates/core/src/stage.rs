@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::bad::{BadRecord, BadRecordPolicy};
+use crate::bad::{BadRecord, BadRecordPolicy, UnknownFieldPolicy};
 use crate::error::{DecodeError, StageError};
 use crate::payload::{PayloadMeta, PayloadSender};
 use crate::unit::Unit;
@@ -64,6 +64,8 @@ pub struct DecodeContext {
     pub policy: BadRecordPolicy,
     /// Rows per emitted batch (a batch may be smaller at the end of a payload).
     pub batch_size: usize,
+    /// For formats with named fields (JSON): what to do with a field the schema does not know.
+    pub unknown_fields: UnknownFieldPolicy,
 }
 
 impl Default for DecodeContext {
@@ -71,6 +73,7 @@ impl Default for DecodeContext {
         Self {
             policy: BadRecordPolicy::Fail,
             batch_size: 16 * 1024,
+            unknown_fields: UnknownFieldPolicy::Ignore,
         }
     }
 }
@@ -97,6 +100,11 @@ pub trait Decoder: Send {
     fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), DecodeError>;
     /// Records skipped under [`BadRecordPolicy::Skip`] since the last call.
     fn take_bad_records(&mut self) -> Vec<BadRecord>;
+    /// Fields outside the schema seen since the last call (name, occurrences), under
+    /// [`UnknownFieldPolicy::Ignore`]. Formats without named fields have none.
+    fn take_unknown_fields(&mut self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// A batch-to-batch stage (select, rename, filter, hash...).

@@ -113,6 +113,8 @@ pub struct UnitOutcome {
     pub fetch: FetchStats,
     pub rows: u64,
     pub bad_records: u64,
+    /// Fields the source sent that the schema does not know, with their occurrences.
+    pub unknown_fields: std::collections::BTreeMap<String, u64>,
     pub duration: Duration,
 }
 
@@ -161,6 +163,7 @@ pub async fn run(pipeline: Arc<Pipeline>, units: Vec<Unit>, opts: RunOptions, ca
                     fetch: FetchStats::default(),
                     rows: 0,
                     bad_records: 0,
+                    unknown_fields: Default::default(),
                     duration: Duration::ZERO,
                 })
                 .collect();
@@ -203,6 +206,7 @@ pub async fn run(pipeline: Arc<Pipeline>, units: Vec<Unit>, opts: RunOptions, ca
 struct Collected {
     rows: u64,
     bad: Vec<BadRecord>,
+    unknown: std::collections::BTreeMap<String, u64>,
 }
 
 async fn run_unit(
@@ -220,6 +224,7 @@ async fn run_unit(
         fetch: FetchStats::default(),
         rows: 0,
         bad_records: 0,
+        unknown_fields: Default::default(),
         duration: Duration::ZERO,
     };
     if stop.is_cancelled() {
@@ -236,6 +241,7 @@ async fn run_unit(
             outcome.fetch = fetch;
             outcome.rows = collected.rows;
             outcome.bad_records = collected.bad.len() as u64;
+            outcome.unknown_fields = collected.unknown;
             tracing::info!(unit = %unit.id, rows = report.rows, files = report.files.len(), "unit committed");
             outcome.status = UnitStatus::Committed { report };
         }
@@ -310,6 +316,7 @@ async fn process_unit(
 enum Decoded {
     Batch(RecordBatch),
     Bad(Vec<BadRecord>),
+    Unknown(Vec<(String, u64)>),
     /// The decoder finished the payload. A stream that closes without it lost data (a decode
     /// thread panicked), and the unit fails instead of committing a short result.
     End,
@@ -357,7 +364,10 @@ fn decode_payload(
     let mut decoder = format.decoder(&payload.meta, ctx);
     let mut out = Vec::new();
     // Sends what the decoder produced; false when the collector has gone away.
-    let flush = |out: &mut Vec<RecordBatch>, bad: Vec<BadRecord>| -> bool {
+    let flush = |out: &mut Vec<RecordBatch>, bad: Vec<BadRecord>, unknown: Vec<(String, u64)>| -> bool {
+        if !unknown.is_empty() && tx.blocking_send(Ok(Decoded::Unknown(unknown))).is_err() {
+            return false;
+        }
         if !bad.is_empty() {
             let bad = bad
                 .into_iter()
@@ -381,7 +391,7 @@ fn decode_payload(
             if let Err(e) = decoder.decode(&bytes, &mut out).and_then(|()| decoder.finish(&mut out)) {
                 return fail(e.into());
             }
-            if flush(&mut out, decoder.take_bad_records()) {
+            if flush(&mut out, decoder.take_bad_records(), decoder.take_unknown_fields()) {
                 let _ = tx.blocking_send(Ok(Decoded::End));
             }
         }
@@ -394,14 +404,14 @@ fn decode_payload(
                 if let Err(e) = decoder.decode(&chunk, &mut out) {
                     return fail(e.into());
                 }
-                if !flush(&mut out, decoder.take_bad_records()) {
+                if !flush(&mut out, decoder.take_bad_records(), decoder.take_unknown_fields()) {
                     return;
                 }
             }
             if let Err(e) = decoder.finish(&mut out) {
                 return fail(e.into());
             }
-            if flush(&mut out, decoder.take_bad_records()) {
+            if flush(&mut out, decoder.take_bad_records(), decoder.take_unknown_fields()) {
                 let _ = tx.blocking_send(Ok(Decoded::End));
             }
         }
@@ -421,6 +431,11 @@ async fn collect(
         while let Some(item) = stream.recv().await {
             match item? {
                 Decoded::End => ended = true,
+                Decoded::Unknown(fields) => {
+                    for (name, n) in fields {
+                        *collected.unknown.entry(name).or_default() += n;
+                    }
+                }
                 Decoded::Bad(bad) => {
                     for b in &bad {
                         tracing::warn!(unit = %unit.id, payload = %b.payload, line = b.line, reason = %b.reason, "bad record skipped");

@@ -200,6 +200,7 @@ async fn run_with(source: NumberSource, units: Vec<Unit>) -> (RunReport, Arc<Mut
         decode: DecodeContext {
             policy: BadRecordPolicy::Fail,
             batch_size: 100,
+            ..Default::default()
         },
     };
     let report = run(pipeline, units, opts, CancellationToken::new()).await;

@@ -54,7 +54,11 @@ fn micros(s: &str) -> i64 {
 }
 
 fn ctx(policy: BadRecordPolicy, batch_size: usize) -> DecodeContext {
-    DecodeContext { policy, batch_size }
+    DecodeContext {
+        policy,
+        batch_size,
+        ..DecodeContext::default()
+    }
 }
 
 /// A page shaped like the seed's example: the `<Log>` lines start on line 5.
@@ -856,7 +860,7 @@ proptest! {
         // The concatenation is the same as one batch of everything.
         if !whole.is_empty() {
             let all = arrow_select::concat::concat_batches(&schema(), &split).unwrap();
-            let (one, _) = decode_cuts(bytes, &cuts, DecodeContext { policy: BadRecordPolicy::Skip, batch_size: 1 << 20 }).unwrap();
+            let (one, _) = decode_cuts(bytes, &cuts, DecodeContext { policy: BadRecordPolicy::Skip, batch_size: 1 << 20, ..DecodeContext::default() }).unwrap();
             prop_assert_eq!(one.len(), 1);
             prop_assert_eq!(&all, &one[0]);
         }
