@@ -11,6 +11,7 @@
 //! | path | API |
 //! |---|---|
 //! | `POST /mail-delivery/` | mail delivery log (`GetDeliveryLog`, XML) |
+//! | `GET /api/v1/log/mailtrackinglog` | mail tracking log (JSON, HTTP Basic; `MAIL_TRACKING_URL` is the server root) |
 //! | `GET /_sim/stats` | request counters, JSON (below) |
 //!
 //! On start-up [`run`] prints exactly one line to stdout, `etl-sim listening on http://127.0.0.1:PORT`,
@@ -34,15 +35,31 @@
 //! hashes of the day's records with wrapping u64 addition; print as 16 lowercase hex digits. The sum is
 //! order-independent but counts duplicates, so a client that drops, repeats or alters a record is caught.
 //!
+//! The mail tracking log adds, per UTC day and traffic type (records are a pure function of
+//! `(--seed, day, type)`):
+//!
+//! ```json
+//! {"mail_tracking": {"days": {"2026-11-20": {"accepted_traffic": {"rows": 1480, "fingerprint": "9c0e..."},
+//!                                            "blocked_traffic": {"rows": 1702, "fingerprint": "03b1..."}}},
+//!                    "fingerprint_definition": "per record, the canonical text is these 20 fields ..."}}
+//! ```
+//!
+//! Its `days` are the three full UTC days before today, each described whole; the API serves only what
+//! was generated within 72 hours before a request, so yesterday and the day before are always fully
+//! reachable and the oldest day only partly. Its fingerprint is again a wrapping sum of FNV-1a-64 hashes,
+//! of a canonical text of 20 fields per record (times as epoch microseconds, absent fields as `-`); the
+//! exact definition is in the `mail_tracking` module docs and in `fingerprint_definition`.
+//!
 //! # Request stats
-//! `GET /_sim/stats` returns `{"mail_delivery": {"requests": N, "data_requests": M, "faults": F}}`:
-//! every request to the API path, those answered 200 with a complete page, and injected faults. A test
-//! proves that a rerun sends no data requests with it.
+//! `GET /_sim/stats` returns `{"mail_delivery": {"requests": N, "data_requests": M, "faults": F},
+//! "mail_tracking": {...}}`: per API, every request to its path, those answered 200 with a complete page,
+//! and injected faults. A test proves that a rerun sends no data requests with it.
 //!
 //! # Faults
 //! `--fault-rate p` gives each API request a fault with probability `p`, decided before anything else
 //! (see the `faults` module): 500, 503 with/without `Retry-After`, 429 with delta-seconds or HTTP-date
-//! `Retry-After`, a connection dropped mid-body, or a 1-2 s delay.
+//! `Retry-After`, a connection dropped mid-body, or a 1-2 s delay. Error bodies are each API's own (XML for
+//! mail delivery, `{"code", "message"}` JSON for mail tracking).
 //!
 //! # Example
 //! ```no_run
@@ -63,6 +80,7 @@
 mod data;
 mod faults;
 mod mail_delivery;
+mod mail_tracking;
 
 #[cfg(test)]
 mod tests;
@@ -85,6 +103,7 @@ use tokio::task::JoinHandle;
 use crate::data::SplitMix64;
 use crate::faults::FaultInjector;
 use crate::mail_delivery::MailDelivery;
+use crate::mail_tracking::MailTracking;
 
 /// Command-line options of `etl sim`.
 #[derive(clap::Args, Debug, Clone)]
@@ -112,6 +131,20 @@ pub struct SimArgs {
         hide_env_values = true
     )]
     pub mail_token: String,
+    /// mean records per day and traffic type for the mail tracking log (varies per day, deterministic)
+    #[arg(long, default_value_t = 1500)]
+    pub tracking_rows_per_day: u32,
+    /// the HTTP Basic user the mail tracking log API accepts
+    #[arg(long, env = "MAIL_TRACKING_USER", default_value = "sim-user")]
+    pub tracking_user: String,
+    /// the HTTP Basic password (API key) the mail tracking log API accepts
+    #[arg(
+        long,
+        env = "MAIL_TRACKING_API_KEY",
+        default_value = "sim-tracking-key",
+        hide_env_values = true
+    )]
+    pub tracking_api_key: String,
 }
 
 /// Why the simulator could not start or stopped.
@@ -160,11 +193,13 @@ impl ApiStats {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) mail_delivery: ApiStats,
+    pub(crate) mail_tracking: ApiStats,
 }
 
 #[derive(Debug, Serialize)]
 struct StatsSnapshot {
     mail_delivery: ApiStatsSnapshot,
+    mail_tracking: ApiStatsSnapshot,
 }
 
 /// State every simulated API shares: the seed, the fault dice, request ids and counters.
@@ -213,6 +248,7 @@ pub(crate) fn chunked_body(full: Bytes, salt: u64) -> Body {
 #[derive(Debug, Serialize)]
 struct Truth {
     mail_delivery: mail_delivery::MailTruth,
+    mail_tracking: mail_tracking::TrackingTruth,
 }
 
 /// Writes the truth next to its final name and renames it, so a reader never sees half a file.
@@ -235,12 +271,14 @@ fn write_truth(path: &Path, truth: &Truth) -> Result<(), SimError> {
 fn build_truth(args: &SimArgs, today: NaiveDate) -> Truth {
     Truth {
         mail_delivery: mail_delivery::truth(args.seed, args.mail_rows_per_day, today),
+        mail_tracking: mail_tracking::truth(args.seed, args.tracking_rows_per_day, today),
     }
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> axum::Json<StatsSnapshot> {
     axum::Json(StatsSnapshot {
         mail_delivery: shared.stats.mail_delivery.snapshot(),
+        mail_tracking: shared.stats.mail_tracking.snapshot(),
     })
 }
 
@@ -286,6 +324,12 @@ pub async fn start(args: SimArgs) -> Result<RunningSim, SimError> {
             args.fault_rate
         )));
     }
+    if args.tracking_user.contains(':') {
+        // HTTP Basic joins user and password with ':', so a user containing one could never log in.
+        return Err(SimError::InvalidArgs(
+            "--tracking-user must not contain ':' (HTTP Basic separates user and key with it)".into(),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
         .await
         .map_err(|source| SimError::Bind {
@@ -316,10 +360,17 @@ pub async fn start(args: SimArgs) -> Result<RunningSim, SimError> {
         args.mail_token,
         args.mail_rows_per_day,
     ));
+    let tracking = Arc::new(MailTracking::new(
+        shared.clone(),
+        args.tracking_user,
+        args.tracking_api_key,
+        args.tracking_rows_per_day,
+    ));
     let app = Router::new()
         .route("/_sim/stats", get(stats))
         .with_state(shared)
-        .merge(mail.router());
+        .merge(mail.router())
+        .merge(tracking.router());
     tracing::info!(%addr, seed = args.seed, fault_rate = args.fault_rate, "simulator serving");
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -2,6 +2,7 @@
 //! exactly what a client sees (status, headers, chunked bodies, dropped connections).
 
 mod mail_delivery;
+mod mail_tracking;
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use reqwest::header::HeaderMap;
 use crate::{RunningSim, SimArgs, start};
 
 pub(crate) const TOKEN: &str = "test-token-123";
+pub(crate) const TRACKING_USER: &str = "test-user";
+pub(crate) const TRACKING_KEY: &str = "test-tracking-key-456";
 
 pub(crate) fn args(seed: u64, rows: u32) -> SimArgs {
     SimArgs {
@@ -19,6 +22,9 @@ pub(crate) fn args(seed: u64, rows: u32) -> SimArgs {
         truth: None,
         mail_rows_per_day: rows,
         mail_token: TOKEN.to_string(),
+        tracking_rows_per_day: rows,
+        tracking_user: TRACKING_USER.to_string(),
+        tracking_api_key: TRACKING_KEY.to_string(),
     }
 }
 
