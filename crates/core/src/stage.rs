@@ -56,6 +56,13 @@ pub trait Source: Send + Sync + 'static {
     /// is committed; the runner aborts it. Must stop promptly when `out` reports the pipeline
     /// stopped.
     fn fetch<'a>(&'a self, unit: &'a Unit, out: PayloadSender) -> BoxFuture<'a, Result<FetchStats, StageError>>;
+
+    /// The oldest time the API still serves at `now`, for APIs with a retention limit. The
+    /// runner compares it with the last committed unit of each stream: records between them
+    /// can no longer be fetched, and the run reports that window as lost.
+    fn retention_start(&self, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        None
+    }
 }
 
 /// How a decoder is set up for one payload.

@@ -45,6 +45,29 @@ pub struct Unit {
 }
 
 impl Unit {
+    /// The stream a unit belongs to: its id without the trailing `-YYYY-MM-DD` of a day unit
+    /// (ids of time-windowed units end with their window's start date, by convention). Units of
+    /// one stream cover consecutive windows of the same query.
+    pub fn stream(&self) -> &str {
+        let id = self.id.as_str();
+        let is_date = |s: &str| {
+            s.len() == 10
+                && s.bytes().enumerate().all(|(i, b)| {
+                    if i == 4 || i == 7 {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                })
+        };
+        match id.len().checked_sub(11) {
+            Some(cut) if id.is_char_boundary(cut) && id[cut..].starts_with('-') && is_date(&id[cut + 1..]) => {
+                &id[..cut]
+            }
+            _ => id,
+        }
+    }
+
     /// Replaces every character outside `[A-Za-z0-9._=-]` by `_`.
     pub fn sanitize_id(raw: &str) -> String {
         raw.chars()
@@ -62,6 +85,27 @@ impl Unit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_is_the_id_without_its_date() {
+        let t = chrono::DateTime::UNIX_EPOCH;
+        let unit = |id: &str| Unit {
+            id: id.into(),
+            window: Window::new(t, t),
+            params: Default::default(),
+            partitions: Vec::new(),
+            provisional: false,
+        };
+        assert_eq!(unit("mail_delivery-2025-09-11").stream(), "mail_delivery");
+        assert_eq!(
+            unit("mail_tracking-blocked_traffic-a.example-2025-09-11").stream(),
+            "mail_tracking-blocked_traffic-a.example"
+        );
+        assert_eq!(
+            unit("webdav-default.log.1402910774659").stream(),
+            "webdav-default.log.1402910774659"
+        );
+    }
 
     #[test]
     fn sanitize_keeps_safe_characters_only() {
