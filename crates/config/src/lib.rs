@@ -57,11 +57,11 @@ use std::path::Path;
 
 pub use bytesize::ByteSize;
 pub use error::{ConfigError, ConfigErrors};
-pub use etl_core::{BadRecordPolicy, Secret};
+pub use etl_core::{BadRecordPolicy, Secret, UnknownFieldPolicy};
 pub use pipeline::PipelineConfig;
 pub use settings::{HttpSettings, RuntimeConfig};
 pub use sink::{ParquetSinkConfig, SinkConfig};
-pub use source::{DeliveryStatus, MailDeliveryConfig, SourceConfig};
+pub use source::{DeliveryStatus, Direction, MailDeliveryConfig, MailTrackingConfig, SourceConfig, TrafficType};
 pub use timespec::TimeSpec;
 pub use transform::{FilterOp, Literal, TransformConfig};
 

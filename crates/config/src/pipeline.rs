@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use etl_core::BadRecordPolicy;
+use etl_core::{BadRecordPolicy, UnknownFieldPolicy};
 use serde::{Deserialize, Deserializer};
 
 use crate::de::str_with;
@@ -37,6 +37,10 @@ pub struct PipelineConfig {
     /// `on_bad_record` (optional, default `fail`): what a record that does not parse does:
     /// `fail` fails its unit, `skip` counts it and keeps it in a dead-letter file.
     pub on_bad_record: BadRecordPolicy,
+    /// `on_unknown_field` (optional, default `ignore`): what a field the source's schema does
+    /// not know does (an API that grew a field): `ignore` counts it per name and reports the
+    /// counts in the run summary; `fail` makes the record bad (then `on_bad_record` decides).
+    pub on_unknown_field: UnknownFieldPolicy,
     /// `transforms` (optional, default none): applied in order; see [`TransformConfig`].
     pub transforms: Vec<TransformConfig>,
     /// `sink` (required): where the dataset is written; see [`SinkConfig`].
@@ -62,6 +66,8 @@ struct RawPipeline {
     settle: Duration,
     #[serde(default)]
     on_bad_record: BadRecordPolicy,
+    #[serde(default)]
+    on_unknown_field: UnknownFieldPolicy,
     #[serde(default)]
     transforms: Vec<TransformConfig>,
     sink: SinkConfig,
@@ -125,6 +131,7 @@ pub(crate) fn load_str(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Pi
         start: raw.start,
         settle: raw.settle,
         on_bad_record: raw.on_bad_record,
+        on_unknown_field: raw.on_unknown_field,
         transforms: raw.transforms,
         sink: raw.sink,
         runtime: raw.runtime,

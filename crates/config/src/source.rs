@@ -25,6 +25,8 @@ use crate::de::{Tagged, int_in, non_empty_secret, str_with, tagged};
 pub enum SourceConfig {
     /// `type: mail_delivery`: the mail delivery log API (delivery results per recipient).
     MailDelivery(MailDeliveryConfig),
+    /// `type: mail_tracking`: the mail tracking log API (accepted and blocked traffic).
+    MailTracking(MailTrackingConfig),
 }
 
 impl SourceConfig {
@@ -32,6 +34,7 @@ impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::MailDelivery(_) => "mail_delivery",
+            SourceConfig::MailTracking(_) => "mail_tracking",
         }
     }
 
@@ -39,18 +42,22 @@ impl SourceConfig {
     pub fn secrets(&self) -> Vec<Secret> {
         match self {
             SourceConfig::MailDelivery(c) => vec![c.token.clone()],
+            SourceConfig::MailTracking(c) => vec![c.api_key.clone()],
         }
     }
 }
 
 impl Tagged for SourceConfig {
     const SECTION: &'static str = "source";
-    const KINDS: &'static [&'static str] = &["mail_delivery"];
+    const KINDS: &'static [&'static str] = &["mail_delivery", "mail_tracking"];
 
     fn variant<'de, A: MapAccess<'de>>(kind: &'static str, rest: A) -> Result<Self, A::Error> {
         match kind {
             "mail_delivery" => {
                 MailDeliveryConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::MailDelivery)
+            }
+            "mail_tracking" => {
+                MailTrackingConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::MailTracking)
             }
             other => Err(de::Error::custom(format!("unknown source type `{other}`"))),
         }
@@ -87,6 +94,87 @@ pub struct MailDeliveryConfig {
     /// `max_items` (optional, 1..=10000, default 10000): records per page (the API's `MaxItems`).
     #[serde(default = "default_max_items", deserialize_with = "max_items")]
     pub max_items: u32,
+}
+
+/// `type: mail_tracking`: the mail tracking log API. A GET per traffic type with `start`/`end`
+/// (at most 72 hours, reaching back at most 72 hours), `limit` records per page and a
+/// `nextToken` for the rest; HTTP Basic authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the mail_tracking keys (url, user, api_key, traffic_types, domains, direction, limit)"
+)]
+pub struct MailTrackingConfig {
+    /// `url` (required): the service URL; `/api/v1/log/mailtrackinglog` is appended.
+    #[serde(deserialize_with = "http_url")]
+    pub url: String,
+    /// `user` (required): the HTTP Basic user name.
+    #[serde(deserialize_with = "crate::de::non_empty_string")]
+    pub user: String,
+    /// `api_key` (required, non-empty): the HTTP Basic password; never printed.
+    #[serde(deserialize_with = "non_empty_secret")]
+    pub api_key: Secret,
+    /// `traffic_types` (optional, default both): `accepted_traffic` and/or `blocked_traffic`.
+    /// The API takes one type per request; each type is its own unit and partition.
+    #[serde(default = "default_traffic_types")]
+    pub traffic_types: Vec<TrafficType>,
+    /// `domains` (optional, default: all domains in one query): query each of these domains
+    /// separately (the API's `domain` filter); each domain is its own unit.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// `direction` (optional): `in` or `out` (the API's `direction` filter). Default: both.
+    #[serde(default)]
+    pub direction: Option<Direction>,
+    /// `limit` (optional, 1..=10000, default 500): records per page (the API's `limit`).
+    #[serde(default = "default_limit", deserialize_with = "tracking_limit")]
+    pub limit: u32,
+}
+
+fn default_traffic_types() -> Vec<TrafficType> {
+    vec![TrafficType::Accepted, TrafficType::Blocked]
+}
+
+fn default_limit() -> u32 {
+    500
+}
+
+fn tracking_limit<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    int_in(d, 1, 10_000).map(|v| v as u32)
+}
+
+/// The mail tracking API's `type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+pub enum TrafficType {
+    #[serde(rename = "accepted_traffic")]
+    Accepted,
+    #[serde(rename = "blocked_traffic")]
+    Blocked,
+}
+
+impl TrafficType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficType::Accepted => "accepted_traffic",
+            TrafficType::Blocked => "blocked_traffic",
+        }
+    }
+}
+
+/// The mail tracking API's `direction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
 }
 
 pub(crate) const MAX_ITEMS: u32 = 10_000;

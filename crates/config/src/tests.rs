@@ -85,7 +85,9 @@ fn full_example_reads_every_key() {
     let cfg = load(FULL).unwrap();
     assert_eq!(cfg.path, Path::new(FILE));
     assert_eq!(cfg.name, "mail_delivery");
-    let SourceConfig::MailDelivery(src) = &cfg.source;
+    let SourceConfig::MailDelivery(src) = &cfg.source else {
+        panic!("a mail_delivery source")
+    };
     assert_eq!(cfg.source.kind(), "mail_delivery");
     assert_eq!(src.url, "https://api.example.com/api/deliverylog");
     assert_eq!(src.token.expose(), "MIIFvgY-secret");
@@ -164,7 +166,9 @@ fn secrets_do_not_show_in_debug() {
 fn defaults_fill_what_is_left_out() {
     let cfg = load(MINIMAL).unwrap();
     assert_eq!(cfg.name, "mail");
-    let SourceConfig::MailDelivery(src) = &cfg.source;
+    let SourceConfig::MailDelivery(src) = &cfg.source else {
+        panic!("a mail_delivery source")
+    };
     assert_eq!(src.status, None);
     assert_eq!(src.max_items, 10_000);
     assert_eq!(cfg.start, TimeSpec::Relative(chrono::Duration::days(-7)));
@@ -223,7 +227,9 @@ fn status_accepts_names_and_codes() {
         ("3", DeliveryStatus::Faild),
     ] {
         let cfg = load(&MINIMAL.replace("  token: tok\n", &format!("  token: tok\n  status: {text}\n"))).unwrap();
-        let SourceConfig::MailDelivery(src) = cfg.source;
+        let SourceConfig::MailDelivery(src) = cfg.source else {
+            panic!("a mail_delivery source")
+        };
         assert_eq!(src.status, Some(want), "{text}");
     }
     assert_eq!(
@@ -246,7 +252,7 @@ fn typo_at_top_level() {
     assert_eq!(
         error(&minimal_with("setle: 1h\n")),
         "pipelines/mail.yaml:8:1: unknown key `setle` at the top level; expected one of: name, source, start, settle, \
-         on_bad_record, transforms, sink, runtime, http"
+         on_bad_record, on_unknown_field, transforms, sink, runtime, http"
     );
 }
 
@@ -406,8 +412,8 @@ fn type_must_come_first() {
 #[test]
 fn unknown_type_lists_the_known_ones() {
     assert_eq!(
-        error(&MINIMAL.replace("type: mail_delivery", "type: mail_tracking")),
-        "pipelines/mail.yaml:2:9: source.type: unknown source type `mail_tracking`; known types: mail_delivery"
+        error(&MINIMAL.replace("type: mail_delivery", "type: mail_trekking")),
+        "pipelines/mail.yaml:2:9: source.type: unknown source type `mail_trekking`; known types: mail_delivery, mail_tracking"
     );
     assert_eq!(
         error(&MINIMAL.replace("type: parquet", "type: csv")),
@@ -726,4 +732,36 @@ fn shape_errors_name_what_was_expected() {
         error(&minimal_with("---\nfoo: 1\n")),
         "pipelines/mail.yaml:1:1: deserializing from YAML containing more than one document is not supported"
     );
+}
+
+#[test]
+fn mail_tracking_source_with_defaults_and_filters() {
+    let text = "source:\n  type: mail_tracking\n  url: https://tm.example.com\n  user: u\n  api_key: k\nsink:\n  type: parquet\n  url: /tmp/x\n";
+    let cfg = load_str(Path::new("t.yaml"), text, &|_| None).unwrap();
+    let SourceConfig::MailTracking(src) = &cfg.source else {
+        panic!("a mail_tracking source")
+    };
+    assert_eq!(
+        src.traffic_types,
+        [crate::TrafficType::Accepted, crate::TrafficType::Blocked]
+    );
+    assert_eq!(src.limit, 500);
+    assert!(src.domains.is_empty() && src.direction.is_none());
+    assert_eq!(cfg.on_unknown_field, etl_core::UnknownFieldPolicy::Ignore);
+    assert_eq!(cfg.source.secrets(), [Secret::new("k")]);
+
+    let text = "source:\n  type: mail_tracking\n  url: https://tm.example.com\n  user: u\n  api_key: k\n  traffic_types: [blocked_traffic]\n  domains: [a.example]\n  direction: in\n  limit: 50\non_unknown_field: fail\nsink:\n  type: parquet\n  url: /tmp/x\n";
+    let cfg = load_str(Path::new("t.yaml"), text, &|_| None).unwrap();
+    let SourceConfig::MailTracking(src) = &cfg.source else {
+        panic!("a mail_tracking source")
+    };
+    assert_eq!(src.traffic_types, [crate::TrafficType::Blocked]);
+    assert_eq!(src.domains, ["a.example"]);
+    assert_eq!(src.direction, Some(crate::Direction::In));
+    assert_eq!(src.limit, 50);
+    assert_eq!(cfg.on_unknown_field, etl_core::UnknownFieldPolicy::Fail);
+
+    let bad = "source:\n  type: mail_tracking\n  url: https://tm.example.com\n  user: u\n  api_key: k\n  traffic_types: [all_traffic]\nsink:\n  type: parquet\n  url: /tmp/x\n";
+    let err = load_str(Path::new("t.yaml"), bad, &|_| None).unwrap_err().to_string();
+    assert!(err.starts_with("t.yaml:6:19:") && err.contains("all_traffic"), "{err}");
 }
