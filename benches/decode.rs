@@ -12,6 +12,7 @@ use std::time::Duration;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
 use etl_core::{BadRecordPolicy, DecodeContext, Format, PayloadMeta};
 use etl_formats::mail_delivery::MailDeliveryFormat;
+use etl_formats::mail_tracking::MailTrackingFormat;
 
 /// Batch size the runner uses by default.
 const BATCH_SIZE: usize = 16 * 1024;
@@ -179,5 +180,188 @@ fn mail_delivery_xml(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, mail_delivery_xml);
+/// A mail tracking page of `records` log records, laid out like the seed's example (tab-indented,
+/// one key per line, about 970 bytes a record): every record has the common fields and a
+/// `headerTo` list; about three quarters are delivered mail with `deliveryTime`, the rest blocked
+/// mail with a `reason`; half have attachments, half embedded URLs (both spellings of the key
+/// occur); a quarter of the subjects are Japanese or accented, one in six uses `\u` escapes and
+/// some names and subjects have escaped quotes.
+fn mail_tracking_page(records: usize) -> Vec<u8> {
+    const LOCALS: &[&str] = &[
+        "info",
+        "noreply",
+        "taro.yamada",
+        "hanako_suzuki",
+        "billing",
+        "j.smith",
+        "support",
+    ];
+    const DOMAINS: &[&str] = &["example.com", "example.jp", "mail.example.co.jp", "corp.example.net"];
+    const SUBJECTS: &[&str] = &[
+        "response sample",
+        "Your invoice for September",
+        "Re: meeting notes (weekly sync)",
+        "Password reset request",
+        "【重要】ご請求金額のお知らせ",
+        "Réunion de lundi: ordre du jour",
+        "Order #48213 has shipped",
+        "Fwd: \\\"quarterly\\\" report",
+        "\\u65e5\\u672c\\u8a9e subject \\ud83d\\ude00",
+        "Weekly newsletter \\u2014 issue 42",
+        "お問い合わせありがとうございます",
+        "Security alert for your account",
+    ];
+    const ACTIONS: &[(&str, bool)] = &[
+        ("Delivered", true),
+        ("Delivered", true),
+        ("Delivered", true),
+        ("Deferred", true),
+        ("Bounced", true),
+        ("Quarantined", false),
+        ("Deleted", false),
+    ];
+    const FILES: &[&str] = &[
+        "invoice.pdf",
+        "report-2025Q3.xlsx",
+        "写真.zip",
+        "notes.docx",
+        "test1.zip",
+    ];
+    let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+    let mut page = String::with_capacity(records * 1400);
+    page.push_str(
+        "{\n    \"nextToken\": \"Lu2XNNHim8CZpKoJEJKREJj6jpojvvROIwMK6xL+zILf8DsPpkW5W8/XhJiWH5tsJh8VrkdCIvpm\
+         JPEd71JKaUVoxTzDTU8/3RZVvYMfxzSyGIl2XYpWj9Qo+wigLGpHY4w==\",\n    \"logs\": [",
+    );
+    for i in 0..records {
+        let secs = 25_200 + i * 60 / records.max(1);
+        let time = |offset: usize| {
+            let s = secs + offset;
+            format!(
+                "2025-09-11T{:02}:{:02}:{:02}.{:03}Z",
+                s / 3600,
+                s / 60 % 60,
+                s % 60,
+                rng_ms(i, offset)
+            )
+        };
+        let (action, delivered) = ACTIONS[rng.below(ACTIONS.len())];
+        let sender = format!("{}@{}", rng.pick(LOCALS), rng.pick(DOMAINS));
+        let recipient = format!("{}{}@{}", rng.pick(LOCALS), rng.below(100), rng.pick(DOMAINS));
+        let mut r = String::with_capacity(1400);
+        r.push_str(if i == 0 { "\n\t\t{" } else { ", {" });
+        let mut field = |key: &str, value: String| {
+            r.push_str(&format!("\n\t\t\t\"{key}\": {value},"));
+        };
+        field("genTime", format!("\"{}\"", time(1)));
+        field("timestamp", format!("\"{}\"", time(0)));
+        if delivered {
+            field("deliveryTime", format!("\"{}\"", time(9)));
+        }
+        field("sender", format!("\"{sender}\""));
+        field(
+            "direction",
+            format!("\"{}\"", if rng.below(3) == 0 { "out" } else { "in" }),
+        );
+        field(
+            "messageID",
+            format!(
+                "\"<{:016x}-{:08x}@mta{}.example.com>\"",
+                rng.next(),
+                rng.next() as u32,
+                rng.below(100)
+            ),
+        );
+        field("subject", format!("\"{}\"", rng.pick(SUBJECTS)));
+        field("size", (1_000 + rng.below(2_000_000)).to_string());
+        field(
+            "mailID",
+            format!(
+                "\"{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}\"",
+                rng.next() as u32,
+                rng.below(1 << 16),
+                rng.below(1 << 12),
+                rng.below(1 << 12),
+                rng.next() & 0xFFFF_FFFF_FFFF
+            ),
+        );
+        field("recipient", format!("\"{recipient}\""));
+        field("action", format!("\"{action}\""));
+        field(
+            "tlsInfo",
+            "\"upstreamTLS: TLS 1.2; downstreamTLS: TLS 1.3\"".to_string(),
+        );
+        field("headerFrom", format!("\"\\\"{}\\\" <{sender}>\"", rng.pick(LOCALS)));
+        let to: Vec<String> = (0..1 + rng.below(3))
+            .map(|k| format!("\n\t\t\t\t\"{}{k}@{}\"", rng.pick(LOCALS), rng.pick(DOMAINS)))
+            .collect();
+        field("headerTo", format!("[{}\n\t\t\t]", to.join(",")));
+        field("senderIP", format!("\"203.0.113.{}\"", rng.below(256)));
+        field("deliveredTo", format!("\"198.51.100.{}\"", rng.below(256)));
+        if rng.below(2) == 0 {
+            let files: Vec<String> = (0..1 + rng.below(2))
+                .map(|_| {
+                    format!(
+                        "{{\n\t\t\t\t\t\"fileName\": \"{}\",\n\t\t\t\t\t\"sha256\": \"{:016x}{:016x}{:016x}{:016x}\"\n\t\t\t\t}}",
+                        rng.pick(FILES),
+                        rng.next(),
+                        rng.next(),
+                        rng.next(),
+                        rng.next()
+                    )
+                })
+                .collect();
+            field("attachments", format!("[{}\n\t\t\t]", files.join(", ")));
+        }
+        if rng.below(2) == 0 {
+            let urls: Vec<String> = (0..1 + rng.below(3))
+                .map(|k| {
+                    format!(
+                        "\n\t\t\t\t\"https://www.example{k}.com/campaign/{}?utm_source=mail\"",
+                        rng.below(10_000)
+                    )
+                })
+                .collect();
+            let key = if rng.below(4) == 0 {
+                "embeddedUrl"
+            } else {
+                "embeddedUrls"
+            };
+            field(key, format!("[{}\n\t\t\t]", urls.join(",")));
+        }
+        if !delivered {
+            field("reason", "\"Message matched a content filtering rule\"".to_string());
+        }
+        let details = if delivered {
+            format!("\"250 2.0.0 Ok: queued as {:010X}\"", rng.next() & 0xFF_FFFF_FFFF)
+        } else {
+            "\"Blocked by policy: spam score 9.2\"".to_string()
+        };
+        r.push_str(&format!("\n\t\t\t\"details\": {details}\n\t\t}}"));
+        page.push_str(&r);
+    }
+    page.push_str("\n\t]\n}\n");
+    page.into_bytes()
+}
+
+/// Milliseconds for the `offset`-th timestamp of record `i`: deterministic, varied.
+fn rng_ms(i: usize, offset: usize) -> usize {
+    (i * 7919 + offset * 104_729) % 1000
+}
+
+fn mail_tracking_json(c: &mut Criterion) {
+    let page = mail_tracking_page(500);
+    let mut group = c.benchmark_group("decode");
+    group.measurement_time(Duration::from_secs(5)).sample_size(20);
+    bench_payload(
+        &mut group,
+        "mail_tracking_json_500",
+        &MailTrackingFormat::new(),
+        &page,
+        500,
+    );
+    group.finish();
+}
+
+criterion_group!(benches, mail_delivery_xml, mail_tracking_json);
 criterion_main!(benches);

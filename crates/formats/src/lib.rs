@@ -51,6 +51,54 @@
 //! page (truncated, an element left open, no `<LogCount>`, a `<LogCount>` that differs from the
 //! number of `<Log>` elements, an `<ErrorResponse>`) fails with [`etl_core::DecodeError::Malformed`]:
 //! a truncated transfer must never look like a short day. `NextToken`, `RequestId` and unknown
-//! elements are ignored.
+//! elements are ignored.//!
+//! # Mail tracking log ([`mail_tracking`])
+//!
+//! One payload is one JSON response page, `{"nextToken": "...", "logs": [{...}, ...]}` (keys in
+//! any order, `nextToken` optional and ignored here: the source reads it). Each element of `logs`
+//! becomes one row:
+//!
+//! | column | type | JSON key |
+//! |---|---|---|
+//! | `timestamp` | `Timestamp(Microsecond, "UTC")` | `timestamp` (received) |
+//! | `gen_time` | `Timestamp(Microsecond, "UTC")`, not null | `genTime` (the log's time; the API's `start`/`end` filter) |
+//! | `delivery_time` | `Timestamp(Microsecond, "UTC")` | `deliveryTime` (only for Delivered, Bounced, Expired, Deferred) |
+//! | `sender` | `Utf8` | `sender` |
+//! | `header_from` | `Utf8` | `headerFrom` |
+//! | `recipient` | `Utf8` | `recipient` |
+//! | `header_to` | `List<Utf8>` (item field `item`, nullable) | `headerTo` (an array of strings) |
+//! | `subject` | `Utf8` | `subject` |
+//! | `sender_ip` | `Utf8` | `senderIP` |
+//! | `delivered_to` | `Utf8` | `deliveredTo` |
+//! | `mail_id` | `Utf8` | `mailID` |
+//! | `direction` | `Dictionary(Int8, Utf8)` | `direction` (`in`, `out`) |
+//! | `message_id` | `Utf8` | `messageID` |
+//! | `size` | `Int64` | `size` (bytes) |
+//! | `action` | `Dictionary(Int8, Utf8)` | `action` (`Delivered`, `Bounced`...) |
+//! | `reason` | `Utf8` | `reason` |
+//! | `attachments` | `List<Struct<file_name: Utf8, sha256: Utf8>>` (item field `item`, nullable) | `attachments`, `[{"fileName", "sha256"}]` |
+//! | `embedded_urls` | `List<Utf8>` (item field `item`, nullable) | `embeddedUrls`, or `embeddedUrl` (the seed uses both spellings) |
+//! | `tls_info` | `Utf8` | `tlsInfo` |
+//! | `details` | `Utf8` | `details` |
+//!
+//! Every column but `gen_time` is nullable. The API omits absent values; a key that is absent,
+//! a JSON `null` and an empty array `[]` all give **null** (so a list cell is never an empty list:
+//! `UNNEST` yields no rows for it and `x IS NULL` is the one test an analyst needs). A `null`
+//! inside an array gives a null item. Timestamps are ISO 8601 in UTC,
+//! `YYYY-MM-DDThh:mm:ss[.f{1,9}]Z` (or `+00:00`), truncated to microseconds. The dictionary of
+//! `direction` and `action` holds the values of its batch in order of first appearance; a batch
+//! is closed early rather than exceed 128 distinct values.
+//!
+//! A record whose values do not fit (a wrong JSON type such as `"size": "big"` or
+//! `"headerTo": "x"`, an impossible timestamp, no `genTime`, a key given twice, invalid UTF-8, a
+//! `\uD800` escape without its other half, an element of `logs` that is not an object) is a bad
+//! record and follows the pipeline's `on_bad_record` policy. Keys outside this table (in a record,
+//! or in an attachment, named `attachments.<key>`) follow `on_unknown_field`: counted and skipped
+//! (`ignore`), or the record is bad (`fail`). A page that is not complete, well-formed JSON of
+//! this shape (truncated, no `logs` array, trailing data) fails with
+//! [`etl_core::DecodeError::Malformed`]; when an error body (`code`, `message`) came instead of a
+//! page, the message quotes it.
 
+mod civil;
 pub mod mail_delivery;
+pub mod mail_tracking;
