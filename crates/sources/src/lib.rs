@@ -4,7 +4,12 @@
 //! status); records are decoded by `etl-formats`.
 
 pub mod mail_delivery;
+pub mod mail_tracking;
+pub mod paging;
 pub mod xml;
+
+#[cfg(test)]
+mod test_server;
 
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 

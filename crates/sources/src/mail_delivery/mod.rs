@@ -13,8 +13,6 @@
 //!   a page: the page is dropped, the request repeated a bounded number of times, then the unit
 //!   fails, so a page is never written twice.
 
-use std::collections::HashSet;
-
 use bytes::Bytes;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use etl_config::MailDeliveryConfig;
@@ -22,12 +20,11 @@ use etl_core::{FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source
 use etl_http::Client;
 use futures::future::BoxFuture;
 
+use crate::paging::{self, MAX_REPLAYS, Step, TokenPaging};
 use crate::{day_start, utc_days, xml::element_text};
 
 /// How far back the API serves data, in days before today (UTC).
 pub const RETENTION_DAYS: u64 = 90;
-/// How often a replayed page is requested again before the unit fails.
-const MAX_REPLAYS: u32 = 3;
 
 /// Errors the vendor or its responses cause.
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +87,10 @@ impl MailDelivery {
     async fn fetch_unit(&self, unit: &Unit, mut out: PayloadSender) -> Result<FetchStats, StageError> {
         let url = self.client.redactor().redact_url(&self.cfg.url);
         let mut stats = FetchStats::default();
-        let mut token: Option<String> = None;
-        let mut sent_tokens: HashSet<String> = HashSet::new();
-        let mut replays = 0;
+        let mut paging = TokenPaging::default();
         loop {
             let page = out.sent() + 1;
-            let form = self.form(unit, token.as_deref());
+            let form = self.form(unit, paging.token());
             let what = format!("mail_delivery {} page {page}", unit.id);
             let resp = self
                 .client
@@ -106,9 +101,7 @@ impl MailDelivery {
                 })
                 .await
                 .map_err(|e| StageError::from(e).context(format!("page {page}")))?;
-            stats.requests += u64::from(resp.attempts);
-            stats.retries += u64::from(resp.attempts.saturating_sub(1));
-            stats.bytes += resp.body.len() as u64;
+            paging::count(&mut stats, &resp);
             if resp.status != 200 {
                 return Err(vendor_error(&url, &resp));
             }
@@ -123,21 +116,16 @@ impl MailDelivery {
                     reason,
                 })
             })?;
-            if let Some(t) = &next
-                && sent_tokens.contains(t)
-            {
-                replays += 1;
-                tracing::warn!(unit = %unit.id, page, replays, "page replayed by the server (NextToken already used); requesting it again");
-                if replays >= MAX_REPLAYS {
-                    return Err(StageError::retryable(MailDeliveryError::Replayed {
-                        url,
-                        page,
-                        times: replays,
-                    }));
+            let last = match paging.on_page(next) {
+                Step::Replayed(times) if times >= MAX_REPLAYS => {
+                    return Err(StageError::retryable(MailDeliveryError::Replayed { url, page, times }));
                 }
-                continue;
-            }
-            replays = 0;
+                Step::Replayed(times) => {
+                    tracing::warn!(unit = %unit.id, page, times, "page replayed by the server (NextToken already used); requesting it again");
+                    continue;
+                }
+                Step::Deliver { last } => last,
+            };
             let meta = PayloadMeta {
                 name: format!("page {page}"),
                 content_type: content_type(&resp),
@@ -145,12 +133,8 @@ impl MailDelivery {
             };
             out.send_bytes(meta, resp.body).await?;
             stats.payloads += 1;
-            match next {
-                Some(t) => {
-                    sent_tokens.insert(t.clone());
-                    token = Some(t);
-                }
-                None => return Ok(stats),
+            if last {
+                return Ok(stats);
             }
         }
     }
@@ -253,6 +237,10 @@ impl Source for MailDelivery {
 
     fn fetch<'a>(&'a self, unit: &'a Unit, out: PayloadSender) -> BoxFuture<'a, Result<FetchStats, StageError>> {
         Box::pin(self.fetch_unit(unit, out))
+    }
+
+    fn retention_start(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        Some(day_start(now.date_naive() - Days::new(RETENTION_DAYS)))
     }
 }
 

@@ -1,0 +1,278 @@
+//! The mail tracking log API (`GET /api/v1/log/mailtrackinglog`, seed
+//! `mail-tracking-log-api.txt`).
+//!
+//! Rules of the API that shape this module:
+//! - One `type` per request (`accepted_traffic` or `blocked_traffic`), optionally one `domain`
+//!   and a `direction`: a unit is one UTC day of one traffic type (and one domain when domains
+//!   are configured), written under the `traffic_type=` partition.
+//! - `start`/`end` filter on `genTime`, in ISO 8601 UTC with the `Z`, to the millisecond. The
+//!   API does not say whether `end` is inclusive, so a day is asked as `T00:00:00.000Z` to
+//!   `T23:59:59.999Z`: right under both readings, and never a record twice.
+//! - Without both `start` and `end` the API silently answers a five-minute window: both are
+//!   always sent.
+//! - The API only reaches logs generated within the last 72 hours: a unit that would start
+//!   earlier is refused before any request, with the earliest time the API still serves.
+//! - Pages hold `limit` records; `nextToken` continues the same query until it is absent. A
+//!   token that comes back after it was already sent means a replayed page: dropped, asked
+//!   again, and the unit fails after a bounded number of replays.
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use etl_config::{MailTrackingConfig, TrafficType};
+use etl_core::{FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
+use etl_http::Client;
+use futures::future::BoxFuture;
+
+use crate::paging::{self, MAX_REPLAYS, Step, TokenPaging};
+use crate::{day_start, utc_days};
+
+/// How far back the API reaches, from the moment a request is sent.
+pub const RETENTION: chrono::Duration = chrono::Duration::hours(72);
+/// The path appended to the configured service URL.
+pub const PATH: &str = "/api/v1/log/mailtrackinglog";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailTrackingError {
+    #[error("{url} answered HTTP {status} ({code}: {message})")]
+    Vendor {
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{url} answered HTTP 200 with a body that is not a log page: {reason}")]
+    NotAPage { url: String, reason: String },
+    #[error(
+        "the mail tracking API only serves logs generated in the 72 hours before a request (now: from {oldest}); \
+         {what} starts at {start}. Ask for --from {first_ok} or later"
+    )]
+    BeyondRetention {
+        oldest: String,
+        what: String,
+        start: String,
+        first_ok: String,
+    },
+    #[error(
+        "{url}: the server returned a nextToken that was already used in this unit (page {page} replayed) \
+         {times} times in a row; giving up so that no page is written twice"
+    )]
+    Replayed { url: String, page: u64, times: u32 },
+}
+
+/// The mail tracking source.
+#[derive(Debug)]
+pub struct MailTracking {
+    cfg: MailTrackingConfig,
+    client: Client,
+    endpoint: String,
+}
+
+/// The body fields the source needs; records are decoded by `etl-formats`.
+#[derive(serde::Deserialize)]
+struct PageHead {
+    #[serde(rename = "nextToken", default)]
+    next_token: Option<String>,
+    #[serde(rename = "logs")]
+    _logs: serde::de::IgnoredAny,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct VendorError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn iso_ms(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+impl MailTracking {
+    pub fn new(cfg: MailTrackingConfig, client: Client) -> Self {
+        let endpoint = format!("{}{PATH}", cfg.url.trim_end_matches('/'));
+        Self { cfg, client, endpoint }
+    }
+
+    /// The (traffic type, domain) streams the configuration asks for.
+    fn streams(&self) -> Vec<(TrafficType, Option<String>)> {
+        let domains: Vec<Option<String>> = if self.cfg.domains.is_empty() {
+            vec![None]
+        } else {
+            self.cfg.domains.iter().cloned().map(Some).collect()
+        };
+        let mut out = Vec::new();
+        for t in &self.cfg.traffic_types {
+            for d in &domains {
+                out.push((*t, d.clone()));
+            }
+        }
+        out
+    }
+
+    fn unit_id(&self, t: TrafficType, domain: Option<&str>, day: NaiveDate) -> String {
+        let mut id = format!("mail_tracking-{}", t.as_str());
+        if let Some(d) = domain {
+            id.push('-');
+            id.push_str(&Unit::sanitize_id(d));
+        }
+        if let Some(dir) = self.cfg.direction {
+            id.push('-');
+            id.push_str(dir.as_str());
+        }
+        id.push('-');
+        id.push_str(&day.format("%Y-%m-%d").to_string());
+        id
+    }
+
+    fn query(&self, unit: &Unit, token: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut q = vec![("type", unit.params["type"].clone())];
+        if let Some(d) = unit.params.get("domain") {
+            q.push(("domain", d.clone()));
+        }
+        if let Some(d) = self.cfg.direction {
+            q.push(("direction", d.as_str().to_string()));
+        }
+        q.push(("start", unit.params["start"].clone()));
+        q.push(("end", unit.params["end"].clone()));
+        q.push(("limit", self.cfg.limit.to_string()));
+        if let Some(t) = token {
+            q.push(("token", t.to_string()));
+        }
+        q
+    }
+
+    async fn fetch_unit(&self, unit: &Unit, mut out: PayloadSender) -> Result<FetchStats, StageError> {
+        let url = self.client.redactor().redact_url(&self.endpoint);
+        let mut stats = FetchStats::default();
+        let mut paging = TokenPaging::default();
+        loop {
+            let page = out.sent() + 1;
+            let query = self.query(unit, paging.token());
+            let what = format!("mail_tracking {} page {page}", unit.id);
+            let resp = self
+                .client
+                .send(&what, |c| {
+                    c.get(&self.endpoint)
+                        .basic_auth(&self.cfg.user, Some(self.cfg.api_key.expose()))
+                        .query(&query)
+                })
+                .await
+                .map_err(|e| StageError::from(e).context(format!("page {page}")))?;
+            paging::count(&mut stats, &resp);
+            if resp.status != 200 {
+                return Err(self.vendor_error(url, &resp));
+            }
+            let head: PageHead = serde_json::from_slice(&resp.body).map_err(|e| {
+                StageError::retryable(MailTrackingError::NotAPage {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })
+            })?;
+            let last = match paging.on_page(head.next_token) {
+                Step::Replayed(times) if times >= MAX_REPLAYS => {
+                    return Err(StageError::retryable(MailTrackingError::Replayed { url, page, times }));
+                }
+                Step::Replayed(times) => {
+                    tracing::warn!(unit = %unit.id, page, times, "page replayed by the server (nextToken already used); requesting it again");
+                    continue;
+                }
+                Step::Deliver { last } => last,
+            };
+            let meta = PayloadMeta {
+                name: format!("page {page}"),
+                ..Default::default()
+            };
+            out.send_bytes(meta, resp.body).await?;
+            stats.payloads += 1;
+            if last {
+                return Ok(stats);
+            }
+        }
+    }
+
+    /// A non-200 answer as an error with the vendor's code and message; 4xx are permanent.
+    fn vendor_error(&self, url: String, resp: &etl_http::Response) -> StageError {
+        let v: VendorError = serde_json::from_slice(&resp.body).unwrap_or_default();
+        let message = if v.message.is_empty() {
+            String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
+                .trim()
+                .to_string()
+        } else {
+            v.message
+        };
+        let err = MailTrackingError::Vendor {
+            url,
+            status: resp.status,
+            code: if v.code.is_empty() { "no code".into() } else { v.code },
+            message: self.client.redactor().redact(&message),
+        };
+        if resp.status >= 500 || resp.status == 429 {
+            StageError::retryable(err)
+        } else {
+            StageError::permanent(err)
+        }
+    }
+}
+
+impl Source for MailTracking {
+    fn kind(&self) -> &'static str {
+        "mail_tracking"
+    }
+
+    fn plan(&self, req: &PlanRequest) -> Result<Plan, StageError> {
+        let mut plan = Plan::default();
+        let oldest = req.now - RETENTION;
+        let to = req.to.min(req.now);
+        if to < req.to {
+            plan.notes.push(format!(
+                "end clamped to now ({}): the API has no future data",
+                iso_ms(req.now)
+            ));
+        }
+        let days = utc_days(req.from, to);
+        if let Some(first) = days.first()
+            && day_start(*first) < oldest
+        {
+            let first_ok = oldest.date_naive() + Days::new(1);
+            return Err(StageError::permanent(MailTrackingError::BeyondRetention {
+                oldest: iso_ms(oldest),
+                what: format!("the unit for {first} (units are whole UTC days)"),
+                start: iso_ms(day_start(*first)),
+                first_ok: first_ok.to_string(),
+            }));
+        }
+        let settled = req.now - chrono::Duration::from_std(req.settle).unwrap_or_default();
+        for (t, domain) in self.streams() {
+            for day in &days {
+                let window = Window::new(day_start(*day), day_start(*day + Days::new(1)));
+                let mut unit = Unit {
+                    id: self.unit_id(t, domain.as_deref(), *day),
+                    window,
+                    params: Default::default(),
+                    partitions: vec![("traffic_type".into(), t.as_str().into())],
+                    provisional: window.end > settled,
+                };
+                unit.params.insert("type".into(), t.as_str().into());
+                if let Some(d) = &domain {
+                    unit.params.insert("domain".into(), d.clone());
+                }
+                unit.params.insert("start".into(), iso_ms(window.start));
+                unit.params
+                    .insert("end".into(), iso_ms(window.end - chrono::Duration::milliseconds(1)));
+                plan.units.push(unit);
+            }
+        }
+        Ok(plan)
+    }
+
+    fn fetch<'a>(&'a self, unit: &'a Unit, out: PayloadSender) -> BoxFuture<'a, Result<FetchStats, StageError>> {
+        Box::pin(self.fetch_unit(unit, out))
+    }
+
+    fn retention_start(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        Some(now - RETENTION)
+    }
+}
+
+#[cfg(test)]
+mod tests;

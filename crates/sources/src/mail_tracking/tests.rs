@@ -1,0 +1,182 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use etl_config::{MailTrackingConfig, TrafficType};
+use etl_core::{ErrorClass, PayloadBody, PayloadSender, PlanRequest, Secret, Source};
+use etl_http::{Client, HttpConfig, Redactor};
+use tokio::sync::mpsc;
+
+use super::MailTracking;
+use crate::test_server::scripted;
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn source(url: &str, domains: &[&str]) -> MailTracking {
+    let cfg = MailTrackingConfig {
+        url: url.into(),
+        user: "u1".into(),
+        api_key: Secret::new("key-xyz"),
+        traffic_types: vec![TrafficType::Accepted, TrafficType::Blocked],
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        direction: None,
+        limit: 2,
+    };
+    let http = HttpConfig {
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        ..Default::default()
+    };
+    MailTracking::new(cfg, Client::new(http, Redactor::new([Secret::new("key-xyz")])).unwrap())
+}
+
+fn req(from: &str, to: &str, now: &str) -> PlanRequest {
+    PlanRequest {
+        from: t(from),
+        to: t(to),
+        now: t(now),
+        settle: Duration::from_secs(3600),
+    }
+}
+
+#[test]
+fn plans_a_day_per_traffic_type_with_millisecond_bounds() {
+    let s = source("http://127.0.0.1:1", &[]);
+    let plan = s
+        .plan(&req(
+            "2025-09-10T00:00:00Z",
+            "2025-09-12T00:00:00Z",
+            "2025-09-12T06:00:00Z",
+        ))
+        .unwrap();
+    let ids: Vec<_> = plan.units.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "mail_tracking-accepted_traffic-2025-09-10",
+            "mail_tracking-accepted_traffic-2025-09-11",
+            "mail_tracking-blocked_traffic-2025-09-10",
+            "mail_tracking-blocked_traffic-2025-09-11",
+        ]
+    );
+    let u = &plan.units[1];
+    assert_eq!(u.params["start"], "2025-09-11T00:00:00.000Z");
+    assert_eq!(u.params["end"], "2025-09-11T23:59:59.999Z");
+    assert_eq!(
+        u.partitions,
+        [("traffic_type".to_string(), "accepted_traffic".to_string())]
+    );
+    assert_eq!(u.stream(), "mail_tracking-accepted_traffic");
+    assert!(!plan.units[0].provisional);
+    let domains = source("http://127.0.0.1:1", &["a.example", "b.example"]);
+    let plan = domains
+        .plan(&req(
+            "2025-09-11T00:00:00Z",
+            "2025-09-12T00:00:00Z",
+            "2025-09-12T06:00:00Z",
+        ))
+        .unwrap();
+    assert_eq!(plan.units.len(), 4);
+    assert_eq!(plan.units[1].id, "mail_tracking-accepted_traffic-b.example-2025-09-11");
+    assert_eq!(plan.units[1].params["domain"], "b.example");
+}
+
+#[test]
+fn a_range_beyond_72_hours_is_refused_before_any_request() {
+    let s = source("http://127.0.0.1:1", &[]);
+    // now 2025-09-12 06:00 -> the API serves from 2025-09-09 06:00; the 2025-09-09 unit would start earlier.
+    let err = s
+        .plan(&req(
+            "2025-09-09T00:00:00Z",
+            "2025-09-12T00:00:00Z",
+            "2025-09-12T06:00:00Z",
+        ))
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("72 hours") && msg.contains("2025-09-09T06:00:00.000Z") && msg.contains("--from 2025-09-10"),
+        "{msg}"
+    );
+    assert_eq!(
+        s.retention_start(t("2025-09-12T06:00:00Z")),
+        Some(t("2025-09-09T06:00:00Z"))
+    );
+}
+
+fn json_response(status: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn follows_next_token_with_basic_auth_and_both_bounds() {
+    let (url, seen) = scripted(vec![
+        json_response(
+            "200 OK",
+            r#"{"nextToken": "Lu2+X/Y==", "logs": [{"genTime": "2025-09-11T00:00:01Z"}]}"#,
+        ),
+        json_response("200 OK", r#"{"logs": []}"#),
+    ])
+    .await;
+    let s = source(url.trim_end_matches('/'), &[]);
+    let plan = s
+        .plan(&req(
+            "2025-09-11T00:00:00Z",
+            "2025-09-12T00:00:00Z",
+            "2025-09-13T00:00:00Z",
+        ))
+        .unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let stats = s.fetch(&plan.units[0], PayloadSender::new(tx)).await.unwrap();
+    assert_eq!(stats.payloads, 2);
+    let mut pages = 0;
+    while let Ok(p) = rx.try_recv() {
+        assert!(matches!(p.body, PayloadBody::Bytes(_)));
+        pages += 1;
+    }
+    assert_eq!(pages, 2);
+    let reqs = seen.lock().unwrap();
+    assert!(
+        reqs[0].starts_with(
+            "GET /api/v1/log/mailtrackinglog?type=accepted_traffic&start=2025-09-11T00%3A00%3A00.000Z&end=2025-09-11T23%3A59%3A59.999Z&limit=2 HTTP/1.1"
+        ),
+        "{}",
+        reqs[0]
+    );
+    // Basic base64("u1:key-xyz")
+    assert!(
+        reqs[0]
+            .to_ascii_lowercase()
+            .contains("authorization: basic dte6a2v5lxh5eg=="),
+        "{}",
+        reqs[0]
+    );
+    assert!(reqs[1].contains("&token=Lu2%2BX%2FY%3D%3D HTTP/1.1"), "{}", reqs[1]);
+}
+
+#[tokio::test]
+async fn vendor_errors_name_code_and_message_and_hide_the_key() {
+    let (url, _) = scripted(vec![json_response(
+        "401 Unauthorized",
+        r#"{"code": "Unauthorized", "message": "bad credentials"}"#,
+    )])
+    .await;
+    let s = source(url.trim_end_matches('/'), &[]);
+    let plan = s
+        .plan(&req(
+            "2025-09-11T00:00:00Z",
+            "2025-09-12T00:00:00Z",
+            "2025-09-13T00:00:00Z",
+        ))
+        .unwrap();
+    let (tx, _rx) = mpsc::channel(16);
+    let err = s.fetch(&plan.units[0], PayloadSender::new(tx)).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let msg = err.to_string();
+    assert!(msg.contains("HTTP 401 (Unauthorized: bad credentials)"), "{msg}");
+    assert!(!msg.contains("key-xyz"));
+}
