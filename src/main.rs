@@ -203,6 +203,10 @@ async fn execute(prepared: registry::Prepared, mut req: PlanRequest) -> anyhow::
         .load()
         .await
         .map_err(|e| anyhow::anyhow!("reading state: {e}"))?;
+    let lost = lost_windows(pipeline.source.as_ref(), &plan.units, &done, req.now);
+    for l in &lost {
+        tracing::error!(pipeline = %cfg.name, "{l}");
+    }
     let planned = plan.units.len();
     let units: Vec<_> = plan
         .units
@@ -227,19 +231,53 @@ async fn execute(prepared: registry::Prepared, mut req: PlanRequest) -> anyhow::
         decode: etl_core::DecodeContext {
             policy: cfg.on_bad_record,
             batch_size: cfg.runtime.batch_size,
-            ..Default::default()
+            unknown_fields: cfg.on_unknown_field,
         },
     };
     let started = std::time::Instant::now();
     let report = etl_core::runner::run(Arc::clone(&pipeline), units, opts, cancel.clone()).await;
-    summary::print(&prepared, &report, planned, started.elapsed());
+    summary::print(&prepared, &report, planned, started.elapsed(), &lost);
     Ok(match report.worst() {
-        None => exit::OK,
         Some(ErrorClass::Internal) => exit::INTERNAL,
+        Some(ErrorClass::Cancelled) => exit::INTERRUPTED,
+        // Data beyond the API's retention cannot be fetched by any later run.
+        _ if !lost.is_empty() => exit::PERMANENT,
+        None => exit::OK,
         Some(ErrorClass::Permanent) => exit::PERMANENT,
         Some(ErrorClass::Retryable) => exit::RETRYABLE,
-        Some(ErrorClass::Cancelled) => exit::INTERRUPTED,
     })
+}
+
+/// Windows that fell out of the API's retention between the last committed unit of a stream
+/// and now: nothing can fetch them any more, so the run says exactly which and exits non-zero
+/// for a scheduler to alert.
+fn lost_windows(
+    source: &dyn etl_core::Source,
+    planned: &[etl_core::Unit],
+    done: &std::collections::BTreeMap<String, etl_core::UnitRecord>,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let Some(oldest) = source.retention_start(now) else {
+        return Vec::new();
+    };
+    let streams: std::collections::BTreeSet<&str> = planned.iter().map(|u| u.stream()).collect();
+    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    streams
+        .into_iter()
+        .filter_map(|stream| {
+            let last = done.values().filter(|r| r.is_final() && r.unit.stream() == stream).map(|r| r.unit.window.end).max()?;
+            (last < oldest).then(|| {
+                format!(
+                    "LOST: {stream}: records from {} to {} can no longer be fetched: the last committed unit ended at {}, \
+                     and the API now serves only from {}. Schedule runs more often than the API's retention.",
+                    fmt(last),
+                    fmt(oldest),
+                    fmt(last),
+                    fmt(oldest)
+                )
+            })
+        })
+        .collect()
 }
 
 /// First SIGINT/SIGTERM: stop starting work, abort in-flight units (nothing partial becomes

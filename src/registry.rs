@@ -26,6 +26,7 @@ pub fn prepare(file: &Path) -> anyhow::Result<Prepared> {
         .map_err(|e| anyhow::anyhow!("{}: setting up HTTP: {e}", file.display()))?;
     let source: Arc<dyn Source> = match &config.source {
         SourceConfig::MailDelivery(c) => Arc::new(etl_sources::mail_delivery::MailDelivery::new(c.clone(), client)),
+        SourceConfig::MailTracking(c) => Arc::new(etl_sources::mail_tracking::MailTracking::new(c.clone(), client)),
     };
     let transforms = etl_transform::build(&config.transforms);
     let sink = match &config.sink {
@@ -90,6 +91,7 @@ fn check_schema(file: &Path, format: &dyn Format, transforms: &[Arc<dyn Transfor
 fn format_for(source: &SourceConfig) -> Arc<dyn Format> {
     match source {
         SourceConfig::MailDelivery(_) => Arc::new(etl_formats::mail_delivery::MailDeliveryFormat::new()),
+        SourceConfig::MailTracking(_) => Arc::new(etl_formats::mail_tracking::MailTrackingFormat::new()),
     }
 }
 

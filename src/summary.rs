@@ -8,8 +8,8 @@ use etl_core::{RunReport, UnitStatus};
 
 use crate::registry::Prepared;
 
-pub fn print(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Duration) {
-    eprint!("{}", render(prepared, report, planned, elapsed));
+pub fn print(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Duration, lost: &[String]) {
+    eprint!("{}", render(prepared, report, planned, elapsed, lost));
 }
 
 fn human_bytes(n: u64) -> String {
@@ -27,7 +27,7 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn render(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Duration) -> String {
+fn render(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Duration, lost: &[String]) -> String {
     let mut s = String::new();
     let cfg = &prepared.config;
     let run = report.outcomes.len();
@@ -41,7 +41,7 @@ fn render(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Dura
     if run > 0 {
         let _ = writeln!(
             s,
-            "{:<36} {:<11} {:>10} {:>5} {:>10} {:>8} {:>7} {:>5} {:>7}",
+            "{:<48} {:<11} {:>10} {:>5} {:>10} {:>8} {:>7} {:>5} {:>7}",
             "unit", "status", "rows", "files", "bytes", "requests", "retries", "bad", "time"
         );
     }
@@ -73,7 +73,7 @@ fn render(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Dura
         bad += o.bad_records;
         let _ = writeln!(
             s,
-            "{:<36} {:<11} {:>10} {:>5} {:>10} {:>8} {:>7} {:>5} {:>6.1}s",
+            "{:<48} {:<11} {:>10} {:>5} {:>10} {:>8} {:>7} {:>5} {:>6.1}s",
             o.unit.id,
             status,
             o.rows,
@@ -88,7 +88,7 @@ fn render(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Dura
     if run > 1 {
         let _ = writeln!(
             s,
-            "{:<36} {:<11} {rows:>10} {files:>5} {:>10} {requests:>8} {retries:>7} {bad:>5}",
+            "{:<48} {:<11} {rows:>10} {files:>5} {:>10} {requests:>8} {retries:>7} {bad:>5}",
             "total",
             "",
             human_bytes(bytes)
@@ -113,6 +113,9 @@ fn render(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Dura
         for f in failures {
             let _ = writeln!(s, "{f}");
         }
+    }
+    for l in lost {
+        let _ = writeln!(s, "{l}");
     }
     let location = prepared.pipeline.sink.location();
     let _ = writeln!(s, "data: {location}");

@@ -8,6 +8,9 @@ fn dummy_env() -> Vec<(String, String)> {
     vec![
         ("MAIL_DELIVERY_URL".into(), "http://127.0.0.1:9/mail-delivery/".into()),
         ("MAIL_DELIVERY_TOKEN".into(), "t".into()),
+        ("MAIL_TRACKING_URL".into(), "http://127.0.0.1:9".into()),
+        ("MAIL_TRACKING_USER".into(), "u".into()),
+        ("MAIL_TRACKING_API_KEY".into(), "k".into()),
         ("ETL_OUT".into(), "/tmp/etl-validate-test".into()),
     ]
 }

@@ -3,4 +3,5 @@
 
 mod config;
 mod mail_delivery;
+mod mail_tracking;
 mod util;
