@@ -21,10 +21,10 @@
 //! non-ASCII addresses, records at 00:00:00 and in 23:59, days without records, and byte-identical
 //! duplicate lines that are distinct real events.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
@@ -39,7 +39,7 @@ use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 
 use crate::Shared;
-use crate::data::{SplitMix64, fnv1a64, mix};
+use crate::data::{DayCache, SplitMix64, fnv1a64, mix};
 use crate::faults::{Fault, truncated_body};
 
 /// Where the API is mounted; the client's base URL is `http://127.0.0.1:PORT/mail-delivery/`.
@@ -679,7 +679,7 @@ pub(crate) struct MailDelivery {
     shared: Arc<Shared>,
     token: String,
     mean_rows: u32,
-    cache: Mutex<VecDeque<Arc<DayLog>>>,
+    cache: DayCache<NaiveDate, DayLog>,
 }
 
 impl std::fmt::Debug for MailDelivery {
@@ -704,7 +704,7 @@ impl MailDelivery {
             shared,
             token,
             mean_rows,
-            cache: Mutex::new(VecDeque::with_capacity(CACHED_DAYS)),
+            cache: DayCache::new(CACHED_DAYS),
         }
     }
 
@@ -716,20 +716,8 @@ impl MailDelivery {
     }
 
     fn day(&self, day: NaiveDate) -> Arc<DayLog> {
-        let lock = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(hit) = lock().iter().find(|d| d.day == day) {
-            return hit.clone();
-        }
-        // Generated outside the lock; two requests racing for one day just both generate it.
-        let log = Arc::new(generate_day(self.shared.seed, day, self.mean_rows));
-        let mut cache = lock();
-        if !cache.iter().any(|d| d.day == day) {
-            if cache.len() >= CACHED_DAYS {
-                cache.pop_front();
-            }
-            cache.push_back(log.clone());
-        }
-        log
+        self.cache
+            .get_or_make(day, || generate_day(self.shared.seed, day, self.mean_rows))
     }
 
     /// Validates the request and builds the page, or says why not. Runs on a blocking thread: a page of

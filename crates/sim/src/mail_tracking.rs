@@ -47,11 +47,11 @@
 //! hash is FNV-1a-64 of the canonical text's UTF-8 bytes; a day's fingerprint is the wrapping u64 sum of its
 //! records' hashes, printed as 16 lowercase hex digits. Fields the seed does not list are not part of it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
@@ -66,7 +66,7 @@ use chrono::{DateTime, Datelike as _, Days, NaiveDate, Timelike as _, Utc};
 use serde::Serialize;
 
 use crate::Shared;
-use crate::data::{SplitMix64, fnv1a64, mix};
+use crate::data::{DayCache, SplitMix64, fnv1a64, mix};
 use crate::faults::{Fault, truncated_body};
 
 /// Where the API is mounted, on the server root.
@@ -1477,7 +1477,7 @@ pub(crate) struct MailTracking {
     user: String,
     api_key: String,
     mean_rows: u32,
-    cache: Mutex<VecDeque<Arc<TrafficDay>>>,
+    cache: DayCache<(NaiveDate, Traffic), TrafficDay>,
 }
 
 impl std::fmt::Debug for MailTracking {
@@ -1505,7 +1505,7 @@ impl MailTracking {
             user,
             api_key,
             mean_rows,
-            cache: Mutex::new(VecDeque::with_capacity(CACHED_DAYS)),
+            cache: DayCache::new(CACHED_DAYS),
         }
     }
 
@@ -1514,21 +1514,9 @@ impl MailTracking {
     }
 
     fn day(&self, day: NaiveDate, traffic: Traffic) -> Arc<TrafficDay> {
-        let lock = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let hit = |d: &&Arc<TrafficDay>| d.day == day && d.traffic == traffic;
-        if let Some(found) = lock().iter().find(hit) {
-            return found.clone();
-        }
-        // Generated outside the lock; two requests racing for one day just both generate it.
-        let log = Arc::new(generate_day(self.shared.seed, day, traffic, self.mean_rows));
-        let mut cache = lock();
-        if !cache.iter().any(|d| hit(&d)) {
-            if cache.len() >= CACHED_DAYS {
-                cache.pop_front();
-            }
-            cache.push_back(log.clone());
-        }
-        log
+        self.cache.get_or_make((day, traffic), || {
+            generate_day(self.shared.seed, day, traffic, self.mean_rows)
+        })
     }
 
     /// Validates the request and builds the page, or says why not. Runs on a blocking thread.
