@@ -304,3 +304,49 @@ fn relative_times_are_accepted_after_from_and_to() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--from \"yesterday\""));
 }
+
+#[test]
+fn an_open_day_is_provisional_and_replaced_by_every_run() {
+    let sim = Sim::start(&["--seed", "6", "--mail-rows-per-day", "20000"]);
+    let out = tempfile::tempdir().unwrap();
+    let pipeline = out.path().join("today.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "source:\n  type: mail_delivery\n  url: {}\n  token: sim-mail-token\nsettle: 1m\nsink:\n  type: parquet\n  url: {}/ds\n",
+            sim.mail_url(),
+            out.path().display()
+        ),
+    )
+    .unwrap();
+    let today = today().to_string();
+    let dataset = out.path().join("ds");
+    let rows_today = || -> (usize, usize) {
+        let files = parquet_files(&dataset.join(format!("dt={today}")));
+        (
+            files.len(),
+            files.iter().flat_map(|f| read_batches(f)).map(|b| b.num_rows()).sum(),
+        )
+    };
+    for run in 0..2 {
+        let res = etl(
+            &["run", pipeline.to_str().unwrap(), "--from", &today, "--to", "now"],
+            &[],
+        );
+        assert_eq!(res.status.code(), Some(0));
+        let stderr = String::from_utf8_lossy(&res.stderr);
+        assert!(
+            stderr.contains("0 already done") && stderr.contains("provisional"),
+            "run {run}: {stderr}"
+        );
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dataset.join(format!("_etl/state/mail_delivery-{today}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(state["unit"]["provisional"], true);
+        let (files, rows) = rows_today();
+        // Replaced, not added to: one file whose rows are what this run committed.
+        assert!(files <= 1, "run {run}: {files} files for today");
+        assert_eq!(rows as u64, state["report"]["rows"].as_u64().unwrap(), "run {run}");
+    }
+}
