@@ -31,7 +31,8 @@ Exit codes:
   1    unexpected internal error
   2    usage or configuration error
   3    some unit failed for a reason a later run can overcome (network, 5xx, 429 after retries); other units committed
-  4    some unit failed permanently (authentication, request rejected by the vendor, bad record under on_bad_record: fail)
+  4    some unit failed permanently (authentication, request rejected by the vendor, bad record under
+       on_bad_record: fail), or a window was lost to the API's retention (see the LOST: line)
   130  interrupted by SIGINT/SIGTERM; committed units stay committed, the rest is redone by the next run";
 
 #[derive(Parser, Debug)]
