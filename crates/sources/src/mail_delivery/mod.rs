@@ -86,6 +86,11 @@ impl MailDelivery {
 
     async fn fetch_unit(&self, unit: &Unit, mut out: PayloadSender) -> Result<FetchStats, StageError> {
         let url = self.client.redactor().redact_url(&self.cfg.url);
+        // Marked sensitive so that no debug output of the request shows it.
+        let mut auth = etl_http::reqwest::header::HeaderValue::from_str(self.cfg.token.expose()).map_err(|_| {
+            StageError::permanent("the mail delivery token contains characters not allowed in an HTTP header")
+        })?;
+        auth.set_sensitive(true);
         let mut stats = FetchStats::default();
         let mut paging = TokenPaging::default();
         loop {
@@ -95,9 +100,7 @@ impl MailDelivery {
             let resp = self
                 .client
                 .send(&what, |c| {
-                    c.post(&self.cfg.url)
-                        .header("X-Auth-Token", self.cfg.token.expose())
-                        .form(&form)
+                    c.post(&self.cfg.url).header("X-Auth-Token", auth.clone()).form(&form)
                 })
                 .await
                 .map_err(|e| StageError::from(e).context(format!("page {page}")))?;
