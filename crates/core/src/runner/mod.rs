@@ -231,10 +231,7 @@ async fn run_unit(
         return outcome;
     }
     tracing::info!(unit = %unit.id, provisional = unit.provisional, "unit started");
-    let result = tokio::select! {
-        r = process_unit(p, &unit, schema, opts, slots) => r,
-        _ = stop.cancelled() => Err(StageError::cancelled()),
-    };
+    let result = process_unit(p, &unit, schema, opts, slots, stop).await;
     outcome.duration = started.elapsed();
     match result {
         Ok((report, fetch, collected)) => {
@@ -267,6 +264,7 @@ async fn process_unit(
     schema: SchemaRef,
     opts: &RunOptions,
     slots: Arc<Semaphore>,
+    stop: &CancellationToken,
 ) -> Result<(CommitReport, FetchStats, Collected), StageError> {
     let mut writer = p.sink.begin_unit(unit, schema).await?;
     let cap = opts.channel_capacity.max(1);
@@ -286,7 +284,13 @@ async fn process_unit(
     let collect = collect(&p.transforms, queue_rx, writer.as_mut(), unit);
 
     let work = async { futures::try_join!(fetch, dispatch, collect) };
-    match work.await {
+    // Cancellation stops the reading and writing, then aborts the writer (so parts it already
+    // finished are deleted and uploads aborted); a commit that has started is not interrupted.
+    let result = tokio::select! {
+        r = work => r,
+        _ = stop.cancelled() => Err(StageError::cancelled()),
+    };
+    match result {
         Ok((fetch_stats, (), collected)) => {
             let summary = UnitSummary {
                 fetch: fetch_stats.clone(),

@@ -312,3 +312,53 @@ async fn cancellation_reports_units_as_cancelled_and_commits_nothing_more() {
     assert_eq!(report.worst(), Some(ErrorClass::Cancelled));
     assert!(rec.lock().unwrap().committed.is_empty());
 }
+
+/// Sends pages until the pipeline stops, one every few milliseconds.
+struct Endless;
+
+impl Source for Endless {
+    fn kind(&self) -> &'static str {
+        "endless"
+    }
+    fn plan(&self, _: &PlanRequest) -> Result<Plan, StageError> {
+        Ok(Plan::default())
+    }
+    fn fetch<'a>(&'a self, _unit: &'a Unit, mut out: PayloadSender) -> BoxFuture<'a, Result<FetchStats, StageError>> {
+        Box::pin(async move {
+            for p in 0.. {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let meta = PayloadMeta {
+                    name: format!("page {}", p + 10),
+                    ..Default::default()
+                };
+                out.send_bytes(meta, Bytes::from("1,2,")).await?;
+            }
+            Ok(FetchStats::default())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_mid_unit_aborts_the_writer() {
+    let rec = Arc::new(Mutex::new(Recorded::default()));
+    let state = Arc::new(MemoryState::default());
+    let pipeline = Arc::new(Pipeline {
+        source: Arc::new(Endless),
+        format: Arc::new(Numbers),
+        transforms: Vec::new(),
+        sink: Arc::new(MemorySink(Arc::clone(&rec))),
+        state: Arc::clone(&state) as Arc<dyn StateStore>,
+    });
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stopper.cancel();
+    });
+    let report = run(pipeline, vec![unit("a")], RunOptions::default(), cancel).await;
+    assert!(matches!(report.outcomes[0].status, UnitStatus::Cancelled), "{report:?}");
+    assert!(state.load().await.unwrap().is_empty());
+    let rec = rec.lock().unwrap();
+    assert!(rec.committed.is_empty());
+    assert_eq!(rec.aborted, ["a"], "the writer must be aborted, not just dropped");
+}
