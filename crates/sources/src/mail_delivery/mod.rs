@@ -106,10 +106,11 @@ impl MailDelivery {
                 .map_err(|e| StageError::from(e).context(format!("page {page}")))?;
             paging::count(&mut stats, &resp);
             if resp.status != 200 {
-                return Err(vendor_error(&url, &resp));
+                return Err(vendor_error(&url, &resp, self.client.redactor()));
             }
             if memchr::memmem::find(&resp.body, b"<GetDeliveryLogResponse").is_none() {
-                let excerpt = String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)]).into_owned();
+                let excerpt = String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)]);
+                let excerpt = self.client.redactor().redact(&excerpt);
                 return Err(StageError::retryable(MailDeliveryError::NotAPage { url, excerpt }));
             }
             let next = next_token(&resp.body).map_err(|reason| {
@@ -160,8 +161,14 @@ fn next_token(body: &Bytes) -> Result<Option<String>, String> {
 
 /// Turns a non-200 answer into an error with the vendor's Code, Message and RequestId.
 /// 400/401/403 and every other 4xx are permanent: repeating the same request cannot succeed.
-fn vendor_error(url: &str, resp: &etl_http::Response) -> StageError {
-    let field = |name| element_text(&resp.body, name).ok().flatten();
+fn vendor_error(url: &str, resp: &etl_http::Response, redactor: &etl_http::Redactor) -> StageError {
+    // A server that echoes the request would echo the token: everything shown is redacted.
+    let field = |name| {
+        element_text(&resp.body, name)
+            .ok()
+            .flatten()
+            .map(|v| redactor.redact(&v))
+    };
     let request_id = field("RequestId")
         .or_else(|| {
             resp.headers
@@ -174,11 +181,8 @@ fn vendor_error(url: &str, resp: &etl_http::Response) -> StageError {
         url: url.to_string(),
         status: resp.status,
         code: field("Code").unwrap_or_else(|| "no code".into()),
-        message: field("Message").unwrap_or_else(|| {
-            String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
-                .trim()
-                .to_string()
-        }),
+        message: field("Message")
+            .unwrap_or_else(|| redactor.redact(String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)]).trim())),
         request_id,
     };
     if resp.status >= 500 || resp.status == 429 {

@@ -233,3 +233,14 @@ async fn endless_replays_fail_the_unit() {
     assert!(err.to_string().contains("already used in this unit"), "{err}");
     assert_eq!(pages.len(), 1);
 }
+
+#[tokio::test]
+async fn a_vendor_message_echoing_the_token_is_redacted() {
+    let body = "<ErrorResponse><Error><Code>AuthFailure</Code><Message>token tok-123 is not valid</Message>\
+                </Error><RequestId>r</RequestId></ErrorResponse>";
+    let (url, _) = scripted(vec![xml_response("401 Unauthorized", body)]).await;
+    let (res, _) = fetch_all(&source(&url, None)).await;
+    let msg = res.unwrap_err().to_string();
+    assert!(msg.contains("token *** is not valid"), "{msg}");
+    assert!(!msg.contains("tok-123"), "{msg}");
+}

@@ -262,6 +262,17 @@ impl Source for MailTracking {
                 plan.units.push(unit);
             }
         }
+        // Two configured streams must never share a unit id (a domain listed twice, or two
+        // domains that are the same once made safe for file names): they would write the same
+        // files and count as one done unit.
+        let mut ids = std::collections::HashSet::new();
+        if let Some(dup) = plan.units.iter().find(|u| !ids.insert(u.id.as_str())) {
+            return Err(StageError::permanent(format!(
+                "two configured queries map to the same unit id `{}`: list each traffic type and domain once \
+                 (domains are compared after replacing characters outside [A-Za-z0-9._=-] with `_`)",
+                dup.id
+            )));
+        }
         Ok(plan)
     }
 

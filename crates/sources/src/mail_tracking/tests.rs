@@ -180,3 +180,22 @@ async fn vendor_errors_name_code_and_message_and_hide_the_key() {
     assert!(msg.contains("HTTP 401 (Unauthorized: bad credentials)"), "{msg}");
     assert!(!msg.contains("key-xyz"));
 }
+
+#[test]
+fn domains_that_collide_as_unit_ids_are_refused() {
+    for domains in [
+        &["a.example", "a.example"][..],
+        &["bücher.example", "bächer.example"][..],
+    ] {
+        let s = source("http://127.0.0.1:1", domains);
+        let err = s
+            .plan(&req(
+                "2025-09-11T00:00:00Z",
+                "2025-09-12T00:00:00Z",
+                "2025-09-12T06:00:00Z",
+            ))
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert!(err.to_string().contains("same unit id"), "{err}");
+    }
+}
