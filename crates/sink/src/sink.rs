@@ -301,6 +301,7 @@ impl ParquetSink {
             max_open_files: self.opts.max_open_files,
             upload_buffer: self.upload_buffer,
             previous,
+            local_root: self.local_root.clone(),
             files: Vec::new(),
             open: HashMap::new(),
             next_part: HashMap::new(),
@@ -426,6 +427,23 @@ async fn remove_staged_uploads(local_root: &FsPath, location: &Path) -> Result<(
     Ok(())
 }
 
+/// Makes a delete in the directory of `location` durable (fsync of the directory itself).
+async fn sync_parent_dir(local_root: &FsPath, location: &Path) -> Result<(), SinkError> {
+    let file = location
+        .parts()
+        .fold(local_root.to_path_buf(), |p, part| p.join(part.as_ref()));
+    let Some(dir) = file.parent() else {
+        return Ok(());
+    };
+    let io_error = |source| SinkError::LocalIo {
+        what: "syncing directory",
+        path: dir.to_path_buf(),
+        source,
+    };
+    let handle = tokio::fs::File::open(dir).await.map_err(io_error)?;
+    handle.sync_all().await.map_err(io_error)
+}
+
 /// `<name>#<digits>`: how LocalFileSystem names the staging file of an upload to `<name>`.
 fn is_staged_upload_of(candidate: &str, name: &str) -> bool {
     candidate
@@ -522,6 +540,8 @@ struct ParquetUnitWriter {
     upload_buffer: usize,
     /// The unit's last commit, whose files not rewritten now are deleted at commit.
     previous: Option<Manifest>,
+    /// The local directory the store maps to, when it is a local filesystem (for fsync).
+    local_root: Option<PathBuf>,
     files: Vec<FileEntry>,
     /// Open writers by day (days since the epoch).
     open: HashMap<i32, OpenFile>,
@@ -746,6 +766,11 @@ impl ParquetUnitWriter {
                     "deleting a stale part of the previous commit",
                 )
                 .await?;
+                // object_store does not sync a directory after a delete: without this, a power
+                // loss after the new manifest could bring the stale part (and its rows) back.
+                if let Some(local_root) = &self.local_root {
+                    sync_parent_dir(local_root, &file.location).await?;
+                }
             }
         }
 
