@@ -102,3 +102,5 @@
 mod civil;
 pub mod mail_delivery;
 pub mod mail_tracking;
+#[cfg(test)]
+mod testing;

@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use proptest::prelude::*;
 
 use super::*;
+use crate::testing::{self, ctx, micros};
 
 /// One decoded row, with every column as a plain value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,18 +50,6 @@ fn rows(batches: &[RecordBatch]) -> Vec<Row> {
     out
 }
 
-fn micros(s: &str) -> i64 {
-    DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
-}
-
-fn ctx(policy: BadRecordPolicy, batch_size: usize) -> DecodeContext {
-    DecodeContext {
-        policy,
-        batch_size,
-        ..DecodeContext::default()
-    }
-}
-
 /// A page shaped like the seed's example: the `<Log>` lines start on line 5.
 fn page(lines: &[&str], count: usize) -> String {
     let mut p = String::from(
@@ -82,20 +71,7 @@ type Decoded = (Vec<RecordBatch>, Vec<BadRecord>);
 
 /// Decodes `input` cut at `cuts` (offsets, any order, duplicates allowed).
 fn decode_cuts(input: &[u8], cuts: &[usize], ctx: DecodeContext) -> Result<Decoded, DecodeError> {
-    let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
-    cuts.sort_unstable();
-    let mut d = MailDeliveryDecoder::new(ctx);
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    let mut start = 0;
-    for c in cuts.into_iter().chain([input.len()]) {
-        d.decode(&input[start..c], &mut out)?;
-        bad.extend(d.take_bad_records());
-        start = c;
-    }
-    d.finish(&mut out)?;
-    bad.extend(d.take_bad_records());
-    Ok((out, bad))
+    testing::decode_cuts(&MailDeliveryFormat, input, cuts, ctx).map(|d| (d.batches, d.bad))
 }
 
 fn decode(input: &str, ctx: DecodeContext) -> Result<Decoded, DecodeError> {
@@ -106,23 +82,12 @@ fn decode_ok(input: &str) -> Vec<Row> {
     rows(&decode(input, DecodeContext::default()).unwrap().0)
 }
 
-/// The error of `input`, checking that feeding it byte by byte fails the same way.
 fn decode_err(input: &str, ctx: DecodeContext) -> DecodeError {
-    let whole = decode(input, ctx).expect_err("the page must be rejected");
-    let cuts: Vec<usize> = (0..input.len()).collect();
-    let split = decode_cuts(input.as_bytes(), &cuts, ctx).expect_err("the page must be rejected byte by byte too");
-    assert_eq!(whole.to_string(), split.to_string(), "chunking changed the error");
-    whole
+    testing::decode_err(&MailDeliveryFormat, input.as_bytes(), ctx)
 }
 
 fn malformed(input: &str) -> (u64, String) {
-    match decode_err(input, DecodeContext::default()) {
-        DecodeError::Malformed { what, line, reason } => {
-            assert_eq!(what, "mail delivery XML");
-            (line, reason)
-        }
-        other => panic!("expected Malformed, got {other:?}"),
-    }
+    testing::malformed(&MailDeliveryFormat, "mail delivery XML", input.as_bytes())
 }
 
 const SEED_PAGE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>

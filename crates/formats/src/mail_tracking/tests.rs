@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
 use super::*;
+use crate::testing::{self, Decoded, ctx, micros};
 
 /// One decoded attachment: file name and SHA-256.
 type AttachmentRow = (Option<String>, Option<String>);
@@ -118,51 +119,9 @@ fn rows(batches: &[RecordBatch]) -> Vec<Row> {
     out
 }
 
-fn micros(s: &str) -> i64 {
-    DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
-}
-
-fn ctx(policy: BadRecordPolicy, batch_size: usize) -> DecodeContext {
-    DecodeContext {
-        policy,
-        batch_size,
-        ..DecodeContext::default()
-    }
-}
-
-#[derive(Debug)]
-struct Decoded {
-    batches: Vec<RecordBatch>,
-    bad: Vec<BadRecord>,
-    unknown: Vec<(String, u64)>,
-}
-
-/// Decodes `input` cut at `cuts` (offsets, any order, duplicates allowed), collecting bad
-/// records and unknown-field counts after every call the way the runner does.
+/// Decodes `input` cut at `cuts` (offsets, any order, duplicates allowed).
 fn decode_cuts(input: &[u8], cuts: &[usize], ctx: DecodeContext) -> Result<Decoded, DecodeError> {
-    let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
-    cuts.sort_unstable();
-    let mut d = MailTrackingDecoder::new(ctx);
-    let mut batches = Vec::new();
-    let mut bad = Vec::new();
-    let mut unknown: HashMap<String, u64> = HashMap::new();
-    let mut collect = |d: &mut MailTrackingDecoder, bad: &mut Vec<BadRecord>| {
-        bad.extend(d.take_bad_records());
-        for (name, n) in d.take_unknown_fields() {
-            *unknown.entry(name).or_default() += n;
-        }
-    };
-    let mut start = 0;
-    for c in cuts.into_iter().chain([input.len()]) {
-        d.decode(&input[start..c], &mut batches)?;
-        collect(&mut d, &mut bad);
-        start = c;
-    }
-    d.finish(&mut batches)?;
-    collect(&mut d, &mut bad);
-    let mut unknown: Vec<(String, u64)> = unknown.into_iter().collect();
-    unknown.sort();
-    Ok(Decoded { batches, bad, unknown })
+    testing::decode_cuts(&MailTrackingFormat, input, cuts, ctx)
 }
 
 fn decode(input: &str, ctx: DecodeContext) -> Result<Decoded, DecodeError> {
@@ -175,13 +134,8 @@ fn decode_ok(input: &str) -> Vec<Row> {
     rows(&d.batches)
 }
 
-/// The error of `input`, checking that feeding it byte by byte fails the same way.
 fn decode_err_bytes(input: &[u8], ctx: DecodeContext) -> DecodeError {
-    let whole = decode_cuts(input, &[], ctx).expect_err("the page must be rejected");
-    let cuts: Vec<usize> = (0..input.len()).collect();
-    let split = decode_cuts(input, &cuts, ctx).expect_err("the page must be rejected byte by byte too");
-    assert_eq!(whole.to_string(), split.to_string(), "chunking changed the error");
-    whole
+    testing::decode_err(&MailTrackingFormat, input, ctx)
 }
 
 fn decode_err(input: &str, ctx: DecodeContext) -> DecodeError {
@@ -189,13 +143,7 @@ fn decode_err(input: &str, ctx: DecodeContext) -> DecodeError {
 }
 
 fn malformed(input: &str) -> (u64, String) {
-    match decode_err(input, DecodeContext::default()) {
-        DecodeError::Malformed { what, line, reason } => {
-            assert_eq!(what, "mail tracking JSON");
-            (line, reason)
-        }
-        other => panic!("expected Malformed, got {other:?}"),
-    }
+    testing::malformed(&MailTrackingFormat, "mail tracking JSON", input.as_bytes())
 }
 
 /// A page with one record per line: record `i` (0-based) starts on line `4 + i`.

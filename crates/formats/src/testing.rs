@@ -1,0 +1,89 @@
+//! The test harness every decoder's tests share: feed a payload cut at arbitrary offsets, the
+//! way the runner does (draining bad records and unknown fields after every call), and check
+//! that an error does not depend on where the input was cut.
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use chrono::DateTime;
+use etl_core::{BadRecord, BadRecordPolicy, DecodeContext, DecodeError, Format, PayloadMeta};
+
+/// Everything one payload decoded to.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub batches: Vec<RecordBatch>,
+    pub bad: Vec<BadRecord>,
+    /// Unknown-field counts, summed over the calls, sorted by name.
+    pub unknown: Vec<(String, u64)>,
+}
+
+/// Decodes `input` cut at `cuts` (offsets, any order, duplicates allowed).
+pub(crate) fn decode_cuts(
+    format: &dyn Format,
+    input: &[u8],
+    cuts: &[usize],
+    ctx: DecodeContext,
+) -> Result<Decoded, DecodeError> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
+    cuts.sort_unstable();
+    let mut d = format.decoder(&PayloadMeta::default(), ctx);
+    let mut batches = Vec::new();
+    let mut bad = Vec::new();
+    let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
+    let mut start = 0;
+    for c in cuts.into_iter().chain([input.len()]) {
+        d.decode(&input[start..c], &mut batches)?;
+        bad.extend(d.take_bad_records());
+        for (name, n) in d.take_unknown_fields() {
+            *unknown.entry(name).or_default() += n;
+        }
+        start = c;
+    }
+    d.finish(&mut batches)?;
+    bad.extend(d.take_bad_records());
+    for (name, n) in d.take_unknown_fields() {
+        *unknown.entry(name).or_default() += n;
+    }
+    Ok(Decoded {
+        batches,
+        bad,
+        unknown: unknown.into_iter().collect(),
+    })
+}
+
+/// The error of `input`, checking that feeding it byte by byte fails the same way.
+pub(crate) fn decode_err(format: &dyn Format, input: &[u8], ctx: DecodeContext) -> DecodeError {
+    let whole = decode_cuts(format, input, &[], ctx).expect_err("the page must be rejected");
+    let cuts: Vec<usize> = (0..input.len()).collect();
+    let split = decode_cuts(format, input, &cuts, ctx).expect_err("the page must be rejected byte by byte too");
+    assert_eq!(whole.to_string(), split.to_string(), "chunking changed the error");
+    whole
+}
+
+/// The line and reason of a `Malformed` error for `input`, whose `what` must be `what`.
+pub(crate) fn malformed(format: &dyn Format, what: &str, input: &[u8]) -> (u64, String) {
+    match decode_err(format, input, DecodeContext::default()) {
+        DecodeError::Malformed {
+            what: got,
+            line,
+            reason,
+        } => {
+            assert_eq!(got, what);
+            (line, reason)
+        }
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+}
+
+pub(crate) fn ctx(policy: BadRecordPolicy, batch_size: usize) -> DecodeContext {
+    DecodeContext {
+        policy,
+        batch_size,
+        ..DecodeContext::default()
+    }
+}
+
+/// Epoch microseconds of an RFC 3339 time.
+pub(crate) fn micros(s: &str) -> i64 {
+    DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
+}
