@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use reqwest::header::HeaderMap;
 
+use crate::budget::RateBudget;
 use crate::error::{HttpError, excerpt, is_retryable_status};
 use crate::redact::Redactor;
 use crate::retry::{Decision, decide, retry_after};
@@ -112,6 +113,10 @@ struct Inner {
     http: reqwest::Client,
     cfg: HttpConfig,
     redactor: Redactor,
+    /// Awaited before every attempt; a 429's `Retry-After` holds it for every task.
+    budget: Option<Arc<RateBudget>>,
+    /// When set, a request to any other host is refused before it is sent.
+    allowed_hosts: Option<Arc<[String]>>,
     requests: AtomicU64,
     retries: AtomicU64,
     bytes: AtomicU64,
@@ -159,6 +164,103 @@ impl Failure {
     }
 }
 
+/// What one successful attempt produced.
+enum Head {
+    Whole(u16, HeaderMap, Bytes),
+    Stream(reqwest::Response),
+}
+
+/// What the retry loop returns.
+enum Got {
+    Whole(Response),
+    Stream(Streaming),
+}
+
+/// A response whose body is read chunk by chunk as it arrives ([`Client::open`]).
+pub struct Streaming {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The URL that answered, redacted.
+    pub url: String,
+    /// Attempts it took to get the head, this one included.
+    pub attempts: u32,
+    response: reqwest::Response,
+    client: Client,
+}
+
+impl fmt::Debug for Streaming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Streaming")
+            .field("status", &self.status)
+            .field("url", &self.url)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
+impl Streaming {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// A header's value, if present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The announced body length, if any.
+    pub fn content_length(&self) -> Option<u64> {
+        self.response.content_length()
+    }
+
+    /// The next piece of the body, `None` at its end. A failure (reset, stall past the read
+    /// timeout, a body shorter than its `Content-Length`) is a `Transport` error naming `what`.
+    pub async fn chunk(&mut self, what: &str) -> Result<Option<Bytes>, HttpError> {
+        match self.response.chunk().await {
+            Ok(Some(chunk)) => {
+                self.client.inner.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                Ok(Some(chunk))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(HttpError::Transport {
+                what: self.client.inner.redactor.redact(what),
+                url: self.url.clone(),
+                message: format!(
+                    "reading the response body (HTTP {}): {}",
+                    self.status,
+                    describe(&self.client.inner.redactor, e)
+                ),
+                attempts: self.attempts,
+            }),
+        }
+    }
+
+    /// Reads at most 64 KiB of the body and turns the response into a `Status` error with a
+    /// redacted excerpt, for a status the caller rejects.
+    pub async fn into_error(mut self, what: &str) -> HttpError {
+        let body = match self.client.read_body(&mut self.response, ERROR_BODY_READ).await {
+            Ok(body) | Err(BodyError::TooLarge(body)) => body,
+            Err(BodyError::Read(_)) => Bytes::new(),
+        };
+        HttpError::Status {
+            what: self.client.inner.redactor.redact(what),
+            url: self.url,
+            status: self.status,
+            body: excerpt(&self.client.inner.redactor.redact(&String::from_utf8_lossy(&body))),
+            attempts: self.attempts,
+        }
+    }
+
+    /// Reads at most 64 KiB of the body (an error page), redacted.
+    pub async fn excerpt(mut self) -> String {
+        let body = match self.client.read_body(&mut self.response, ERROR_BODY_READ).await {
+            Ok(body) | Err(BodyError::TooLarge(body)) => body,
+            Err(BodyError::Read(_)) => Bytes::new(),
+        };
+        excerpt(&self.client.inner.redactor.redact(&String::from_utf8_lossy(&body)))
+    }
+}
+
 enum AttemptError {
     Retryable(Failure),
     Fatal(HttpError),
@@ -184,6 +286,8 @@ impl Client {
             http,
             cfg,
             redactor,
+            budget: None,
+            allowed_hosts: None,
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -191,8 +295,79 @@ impl Client {
         Ok(Self { inner: Arc::new(inner) })
     }
 
+    /// A client for file downloads from signed URLs: it sends only to `allowed_hosts` (exact
+    /// host names, or `*.example.com` for any subdomain; case-insensitive), carries no
+    /// credentials of its own, does not follow redirects, and hands the body over exactly as
+    /// sent (no transparent decompression, so a `.gz` file arrives as gzip). Counters are its
+    /// own.
+    pub fn for_downloads(
+        cfg: HttpConfig,
+        redactor: Redactor,
+        allowed_hosts: impl IntoIterator<Item = String>,
+    ) -> Result<Self, HttpError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.read_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_gzip()
+            .user_agent(concat!("etl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HttpError::Build {
+                message: describe(&redactor, e),
+            })?;
+        let hosts: Vec<String> = allowed_hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+        let inner = Inner {
+            http,
+            cfg,
+            redactor,
+            budget: None,
+            allowed_hosts: Some(hosts.into()),
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The same client (connection pool, redactor, host rule) whose every attempt first waits
+    /// for `budget`. Counters start at zero.
+    pub fn with_budget(&self, budget: Arc<RateBudget>) -> Self {
+        let inner = Inner {
+            http: self.inner.http.clone(),
+            cfg: self.inner.cfg,
+            redactor: self.inner.redactor.clone(),
+            budget: Some(budget),
+            allowed_hosts: self.inner.allowed_hosts.clone(),
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    pub fn budget(&self) -> Option<&Arc<RateBudget>> {
+        self.inner.budget.as_ref()
+    }
+
     pub fn redactor(&self) -> &Redactor {
         &self.inner.redactor
+    }
+
+    /// Refuses a URL whose host the client may not reach.
+    fn check_host(&self, url: &reqwest::Url, redacted: &str, what: &str) -> Result<(), HttpError> {
+        let Some(allowed) = &self.inner.allowed_hosts else {
+            return Ok(());
+        };
+        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+        if allowed.iter().any(|a| host_matches(a, &host)) {
+            return Ok(());
+        }
+        Err(HttpError::HostNotAllowed {
+            what: what.to_string(),
+            url: redacted.to_string(),
+            host,
+            allowed: allowed.join(", "),
+        })
     }
 
     pub fn config(&self) -> &HttpConfig {
@@ -220,6 +395,36 @@ impl Client {
         what: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Response, HttpError> {
+        match self.retrying(what, build, false).await? {
+            Got::Whole(response) => Ok(response),
+            Got::Stream(_) => unreachable!("a whole-body request returns the whole body"),
+        }
+    }
+
+    /// Like [`Client::send`], but returns as soon as the response head has arrived, so that the
+    /// body can be read as it comes ([`Streaming::chunk`]); for downloads of any size.
+    ///
+    /// Connect errors, timeouts before the head, 408, 429 and 5xx are retried as by `send`.
+    /// Errors while reading the body are not: only the caller knows how to resume (a `Range`
+    /// request from the bytes it already has).
+    pub async fn open(
+        &self,
+        what: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Streaming, HttpError> {
+        match self.retrying(what, build, true).await? {
+            Got::Stream(streaming) => Ok(streaming),
+            Got::Whole(_) => unreachable!("a streaming request returns a stream"),
+        }
+    }
+
+    /// The retry loop of [`Client::send`] and [`Client::open`].
+    async fn retrying(
+        &self,
+        what: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        stream: bool,
+    ) -> Result<Got, HttpError> {
         let cfg = &self.inner.cfg;
         // `what` may name a file or a URL: it is shown only redacted.
         let what = &self.inner.redactor.redact(what);
@@ -232,16 +437,30 @@ impl Client {
                 message: format!("{what}: {}", describe(&self.inner.redactor, e)),
             })?;
             let url = self.inner.redactor.redact_url(request.url().as_str());
+            self.check_host(request.url(), &url, what)?;
+            if let Some(budget) = &self.inner.budget {
+                budget.acquire().await;
+            }
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let failure = match self.attempt(&http, request, what, &url).await {
-                Ok((status, headers, body)) => {
-                    return Ok(Response {
+            let failure = match self.attempt(&http, request, what, &url, stream).await {
+                Ok(Head::Whole(status, headers, body)) => {
+                    return Ok(Got::Whole(Response {
                         status,
                         headers,
                         body,
                         url,
                         attempts: attempt,
-                    });
+                    }));
+                }
+                Ok(Head::Stream(response)) => {
+                    return Ok(Got::Stream(Streaming {
+                        status: response.status().as_u16(),
+                        headers: response.headers().clone(),
+                        url,
+                        attempts: attempt,
+                        response,
+                        client: self.clone(),
+                    }));
                 }
                 Err(AttemptError::Fatal(e)) => return Err(e),
                 Err(AttemptError::Retryable(f)) => f,
@@ -252,6 +471,7 @@ impl Client {
                 } => (Some(*status), None, *retry_after),
                 Failure::Transport { message } => (None, Some(message.as_str()), None),
             };
+            self.hold_budget(status, wait);
             match decide(cfg, attempt, started.elapsed(), wait) {
                 Decision::Retry(delay) => {
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
@@ -283,6 +503,15 @@ impl Client {
         }
     }
 
+    /// After a 429, no request of the budget goes before the server's `Retry-After` (a minute
+    /// when it sent none): the server counts differently than we do, and hammering it again
+    /// only extends the penalty.
+    fn hold_budget(&self, status: Option<u16>, retry_after: Option<Duration>) {
+        if let (Some(budget), Some(429)) = (&self.inner.budget, status) {
+            budget.hold(retry_after.unwrap_or(Duration::from_secs(60)));
+        }
+    }
+
     /// One attempt: send, then read the body within the limit.
     async fn attempt(
         &self,
@@ -290,7 +519,8 @@ impl Client {
         request: reqwest::Request,
         what: &str,
         url: &str,
-    ) -> Result<(u16, HeaderMap, Bytes), AttemptError> {
+        stream: bool,
+    ) -> Result<Head, AttemptError> {
         let redactor = &self.inner.redactor;
         let mut response = http.execute(request).await.map_err(|e| {
             AttemptError::Retryable(Failure::Transport {
@@ -313,6 +543,9 @@ impl Client {
                 retry_after,
             }));
         }
+        if stream {
+            return Ok(Head::Stream(response));
+        }
         let too_large = || {
             AttemptError::Fatal(HttpError::BodyTooLarge {
                 what: what.to_string(),
@@ -327,7 +560,7 @@ impl Client {
             return Err(too_large());
         }
         match self.read_body(&mut response, self.inner.cfg.max_body).await {
-            Ok(body) => Ok((status, headers, body)),
+            Ok(body) => Ok(Head::Whole(status, headers, body)),
             Err(BodyError::TooLarge(_)) => Err(too_large()),
             Err(BodyError::Read(e)) => Err(AttemptError::Retryable(Failure::Transport {
                 message: format!("reading the response body (HTTP {status}): {}", describe(redactor, e)),
@@ -363,6 +596,17 @@ impl Client {
             body: excerpt(&self.inner.redactor.redact(&String::from_utf8_lossy(&response.body))),
             attempts: response.attempts,
         }
+    }
+}
+
+/// Whether `host` (lower case) matches an allow-list entry: the same name, or any subdomain of
+/// `example.com` for `*.example.com`.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .strip_suffix(suffix)
+            .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+        None => pattern == host,
     }
 }
 

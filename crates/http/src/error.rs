@@ -34,6 +34,17 @@ pub enum HttpError {
     /// The response body is larger than [`crate::HttpConfig::max_body`]; not retried.
     #[error("{what}: the response from {url} is larger than the limit of {limit} bytes")]
     BodyTooLarge { what: String, url: String, limit: u64 },
+    /// The URL points at a host the pipeline does not allow (`download_hosts`); not sent.
+    #[error(
+        "{what}: refusing to send a request to {url}: host `{host}` is not in the allowed hosts ({allowed}); \
+         add it to the source's `download_hosts` if it is the vendor's download host"
+    )]
+    HostNotAllowed {
+        what: String,
+        url: String,
+        host: String,
+        allowed: String,
+    },
     /// The request could not be built (an invalid URL or header); a bug or a bad configuration.
     #[error("cannot build the HTTP request: {message}")]
     Build { message: String },
@@ -61,7 +72,9 @@ impl HttpError {
             HttpError::Status { status, .. } if is_retryable_status(*status) => ErrorClass::Retryable,
             HttpError::Status { .. } => ErrorClass::Permanent,
             HttpError::Transport { .. } => ErrorClass::Retryable,
-            HttpError::BodyTooLarge { .. } | HttpError::Build { .. } => ErrorClass::Permanent,
+            HttpError::BodyTooLarge { .. } | HttpError::Build { .. } | HttpError::HostNotAllowed { .. } => {
+                ErrorClass::Permanent
+            }
         }
     }
 

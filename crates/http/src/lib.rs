@@ -42,12 +42,14 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 mod client;
 mod error;
 mod redact;
 mod retry;
 
-pub use client::{Client, HttpConfig, Response, Stats};
+pub use budget::{BudgetStats, RateBudget, RateLimit, time_for};
+pub use client::{Client, HttpConfig, Response, Stats, Streaming};
 pub use error::{HttpError, MAX_BODY_EXCERPT, is_retryable_status};
 pub use redact::{MASK, Redactor, is_sensitive_param};
 

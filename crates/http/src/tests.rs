@@ -394,3 +394,105 @@ async fn clones_share_the_counters() {
         }
     );
 }
+
+#[tokio::test]
+async fn open_retries_the_head_then_streams_the_body() {
+    let server = MockServer::start(vec![response(503, &[], "busy"), response(200, &[], "streamed body")]).await;
+    let c = client(cfg());
+    let mut s = c.open("file a.gz", |http| http.get(&server.base)).await.unwrap();
+    assert_eq!((s.status, s.attempts, s.content_length()), (200, 2, Some(13)));
+    let mut body = Vec::new();
+    while let Some(chunk) = s.chunk("file a.gz").await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(body, b"streamed body");
+    assert_eq!(c.stats().bytes, 13 + 4);
+}
+
+#[tokio::test]
+async fn a_streamed_body_cut_short_is_an_error_for_the_caller() {
+    let truncated = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nshort".to_vec();
+    let server = MockServer::start(vec![Reply::Raw(truncated)]).await;
+    let c = client(cfg());
+    let mut s = c.open("file a.gz", |http| http.get(&server.base)).await.unwrap();
+    let mut got = Vec::new();
+    let err = loop {
+        match s.chunk("file a.gz").await {
+            Ok(Some(chunk)) => got.extend_from_slice(&chunk),
+            Ok(None) => panic!("a short body must not end cleanly"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(got, b"short");
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    assert!(err.to_string().contains("file a.gz"), "{err}");
+}
+
+#[tokio::test]
+async fn a_rejected_stream_becomes_a_status_error_with_an_excerpt() {
+    let server = MockServer::start(vec![response(403, &[], "Request has expired")]).await;
+    let c = client(cfg());
+    let s = c.open("file a.gz", |http| http.get(&server.base)).await.unwrap();
+    assert_eq!(s.status, 403);
+    let err = s.into_error("file a.gz").await;
+    assert_eq!(err.status(), Some(403));
+    assert!(err.to_string().contains("Request has expired"), "{err}");
+}
+
+#[tokio::test]
+async fn download_clients_refuse_hosts_outside_the_allow_list() {
+    let server = MockServer::start(vec![response(200, &[], "ok"), response(200, &[], "ok")]).await;
+    let c = Client::for_downloads(cfg(), Redactor::new([]), ["cdn.example.com".to_string()]).unwrap();
+    let url = format!("{}/f.log.gz?sign=abc", server.base);
+    let err = c.open("file f.log.gz", |http| http.get(&url)).await.unwrap_err();
+    assert!(matches!(err, HttpError::HostNotAllowed { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let msg = err.to_string();
+    assert!(msg.contains("127.0.0.1") && msg.contains("download_hosts"), "{msg}");
+    assert!(!msg.contains("abc"), "the signature must be redacted: {msg}");
+    assert!(server.requests().is_empty(), "nothing may be sent");
+
+    let ok = Client::for_downloads(cfg(), Redactor::new([]), ["127.0.0.1".to_string()]).unwrap();
+    let s = ok.open("file f.log.gz", |http| http.get(&url)).await.unwrap();
+    assert_eq!(s.status, 200);
+    let wild = Client::for_downloads(cfg(), Redactor::new([]), ["*.example.com".to_string()]).unwrap();
+    for (host, allowed) in [
+        ("a.example.com", true),
+        ("x.y.example.com", true),
+        ("example.com", false),
+        ("badexample.com", false),
+    ] {
+        let r = wild.send("probe", |http| http.get(format!("http://{host}:9/"))).await;
+        assert_eq!(
+            !matches!(r, Err(HttpError::HostNotAllowed { .. })),
+            allowed,
+            "{host}: {r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_429_holds_the_whole_budget_for_its_retry_after() {
+    use std::sync::Arc;
+
+    use crate::{RateBudget, RateLimit};
+    let server = MockServer::start(vec![
+        response(429, &[("Retry-After", "1")], r#"{"code":"LLS.RateLimit.Exceeded"}"#),
+        response(200, &[], "listing"),
+        response(200, &[], "listing"),
+    ])
+    .await;
+    let budget = Arc::new(RateBudget::new(
+        "listing",
+        &[RateLimit::new(100, Duration::from_secs(60))],
+    ));
+    let c = client(cfg()).with_budget(Arc::clone(&budget));
+    let started = Instant::now();
+    let r = get(&c, &server.base).await.unwrap();
+    assert_eq!((r.status, r.attempts), (200, 2));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    // A second client on the same budget goes through once the hold has passed.
+    let other = client(cfg()).with_budget(budget);
+    assert_eq!(get(&other, &server.base).await.unwrap().status, 200);
+    assert_eq!(c.stats().requests, 2);
+}
