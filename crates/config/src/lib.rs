@@ -61,7 +61,9 @@ pub use etl_core::{BadRecordPolicy, Secret, UnknownFieldPolicy};
 pub use pipeline::PipelineConfig;
 pub use settings::{HttpSettings, RuntimeConfig};
 pub use sink::{ParquetSinkConfig, SinkConfig};
-pub use source::{DeliveryStatus, Direction, MailDeliveryConfig, MailTrackingConfig, SourceConfig, TrafficType};
+pub use source::{
+    CdnLogsConfig, DeliveryStatus, Direction, MailDeliveryConfig, MailTrackingConfig, SourceConfig, TrafficType,
+};
 pub use timespec::TimeSpec;
 pub use transform::{FilterOp, Literal, TransformConfig};
 

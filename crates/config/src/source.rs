@@ -27,6 +27,8 @@ pub enum SourceConfig {
     MailDelivery(MailDeliveryConfig),
     /// `type: mail_tracking`: the mail tracking log API (accepted and blocked traffic).
     MailTracking(MailTrackingConfig),
+    /// `type: cdn_logs`: the CDN delivery-log file listing and its `.log.gz` files.
+    CdnLogs(CdnLogsConfig),
 }
 
 impl SourceConfig {
@@ -35,6 +37,7 @@ impl SourceConfig {
         match self {
             SourceConfig::MailDelivery(_) => "mail_delivery",
             SourceConfig::MailTracking(_) => "mail_tracking",
+            SourceConfig::CdnLogs(_) => "cdn_logs",
         }
     }
 
@@ -43,13 +46,14 @@ impl SourceConfig {
         match self {
             SourceConfig::MailDelivery(c) => vec![c.token.clone()],
             SourceConfig::MailTracking(c) => vec![c.api_key.clone()],
+            SourceConfig::CdnLogs(c) => c.headers.iter().map(|(_, v)| v.clone()).collect(),
         }
     }
 }
 
 impl Tagged for SourceConfig {
     const SECTION: &'static str = "source";
-    const KINDS: &'static [&'static str] = &["mail_delivery", "mail_tracking"];
+    const KINDS: &'static [&'static str] = &["mail_delivery", "mail_tracking", "cdn_logs"];
 
     fn variant<'de, A: MapAccess<'de>>(kind: &'static str, rest: A) -> Result<Self, A::Error> {
         match kind {
@@ -59,6 +63,7 @@ impl Tagged for SourceConfig {
             "mail_tracking" => {
                 MailTrackingConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::MailTracking)
             }
+            "cdn_logs" => CdnLogsConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::CdnLogs),
             other => Err(de::Error::custom(format!("unknown source type `{other}`"))),
         }
     }
@@ -128,6 +133,211 @@ pub struct MailTrackingConfig {
     /// `limit` (optional, 1..=10000, default 500): records per page (the API's `limit`).
     #[serde(default = "default_limit", deserialize_with = "tracking_limit")]
     pub limit: u32,
+}
+
+/// `type: cdn_logs`: the CDN delivery-log API. A listing (`GET /lls/v1.0/logs/delivery`, at
+/// most 24 hours per request, rate-limited) gives the 5-minute slots of a domain with signed,
+/// expiring URLs of `.log.gz` files, which are then downloaded.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the cdn_logs keys (url, domains, download_hosts, headers, rate_per_minute, rate_per_hour, download_concurrency, max_line_bytes)"
+)]
+pub struct CdnLogsConfig {
+    /// `url` (required): the API's base URL; `/lls/v1.0/logs/delivery` is appended.
+    #[serde(deserialize_with = "http_url")]
+    pub url: String,
+    /// `domains` (required): the delivery domains to load, as a list or a comma-separated
+    /// string (`${CDN_LOGS_DOMAINS}`). Each domain and UTC day is one unit, written under the
+    /// `domain=` partition.
+    #[serde(deserialize_with = "domain_list")]
+    pub domains: Vec<String>,
+    /// `download_hosts` (optional): the only hosts `.log.gz` files are downloaded from, as a
+    /// list or a comma-separated string; `*.example.com` allows every subdomain. The listing's
+    /// own host is always allowed; an empty value means only that host.
+    #[serde(default, deserialize_with = "host_list")]
+    pub download_hosts: Vec<String>,
+    /// `headers` (optional): extra request headers for the listing only (never sent to the
+    /// download hosts), for deployments that put the API behind a gateway. Values are treated
+    /// as secrets: write them as `${VAR}`.
+    #[serde(default, deserialize_with = "secret_headers")]
+    pub headers: Vec<(String, Secret)>,
+    /// `rate_per_minute` (optional, 1..=100, default 100): listing requests allowed in any
+    /// sliding minute (the API allows 100).
+    #[serde(default = "default_rate_per_minute", deserialize_with = "rate_per_minute")]
+    pub rate_per_minute: u32,
+    /// `rate_per_hour` (optional, 1..=1000, default 1000): listing requests allowed in any
+    /// sliding hour (the API allows 1000).
+    #[serde(default = "default_rate_per_hour", deserialize_with = "rate_per_hour")]
+    pub rate_per_hour: u32,
+    /// `download_concurrency` (optional, 1..=64, default 8): files downloaded at once.
+    #[serde(default = "default_download_concurrency", deserialize_with = "download_concurrency")]
+    pub download_concurrency: usize,
+    /// `max_line_bytes` (optional, default 64KiB): a longer access-log line is a bad record.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: crate::ByteSize,
+}
+
+fn default_rate_per_minute() -> u32 {
+    100
+}
+
+fn default_rate_per_hour() -> u32 {
+    1000
+}
+
+fn default_download_concurrency() -> usize {
+    8
+}
+
+fn default_max_line_bytes() -> crate::ByteSize {
+    crate::ByteSize(64 << 10)
+}
+
+fn rate_per_minute<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    int_in(d, 1, 100).map(|v| v as u32)
+}
+
+fn rate_per_hour<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    int_in(d, 1, 1000).map(|v| v as u32)
+}
+
+fn download_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    int_in(d, 1, 64).map(|v| v as usize)
+}
+
+/// A list of names written as a YAML list or as one comma-separated string (the form an
+/// environment variable gives), each checked by `check`; duplicates are refused.
+struct NameList {
+    what: &'static str,
+    allow_empty: bool,
+    check: fn(&str) -> Result<String, String>,
+}
+
+impl NameList {
+    fn push(&self, out: &mut Vec<String>, item: &str) -> Result<(), String> {
+        for part in item.split(',') {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let name = (self.check)(part)?;
+            if out.contains(&name) {
+                return Err(format!("{} `{name}` is listed twice", self.what));
+            }
+            out.push(name);
+        }
+        Ok(())
+    }
+
+    fn done<E: de::Error>(&self, out: Vec<String>) -> Result<Vec<String>, E> {
+        if out.is_empty() && !self.allow_empty {
+            return Err(E::custom(format!(
+                "the list of {}s must not be empty (is the environment variable set?)",
+                self.what
+            )));
+        }
+        Ok(out)
+    }
+}
+
+impl<'de> Visitor<'de> for NameList {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a list of {}s or a comma-separated string", self.what)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+        let mut out = Vec::new();
+        self.push(&mut out, v).map_err(E::custom)?;
+        self.done(out)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Vec<String>, E> {
+        self.done(Vec::new())
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(item) = seq.next_element::<String>()? {
+            self.push(&mut out, &item).map_err(de::Error::custom)?;
+        }
+        self.done(out)
+    }
+}
+
+/// A host or domain name: letters, digits, `-`, `.` (and a leading `*.` when `wildcard`).
+fn check_host_name(v: &str, what: &str, wildcard: bool) -> Result<String, String> {
+    let name = if wildcard { v.strip_prefix("*.").unwrap_or(v) } else { v };
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        && !name.starts_with('.')
+        && !name.ends_with('.');
+    if ok {
+        Ok(v.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "`{v}` is not a {what} (expected a name such as `live.example.com`{})",
+            if wildcard { " or `*.example.com`" } else { "" }
+        ))
+    }
+}
+
+fn domain_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    d.deserialize_any(NameList {
+        what: "domain",
+        allow_empty: false,
+        check: |v| check_host_name(v, "domain name", false),
+    })
+}
+
+fn host_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    d.deserialize_any(NameList {
+        what: "download host",
+        allow_empty: true,
+        check: |v| check_host_name(v, "host name", true),
+    })
+}
+
+/// `headers:` a mapping of header names to (secret) values.
+fn secret_headers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Secret)>, D::Error> {
+    struct Headers;
+    impl<'de> Visitor<'de> for Headers {
+        type Value = Vec<(String, Secret)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping of header names to values")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out: Vec<(String, Secret)> = Vec::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let valid = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                if !valid {
+                    return Err(de::Error::custom(format!("`{name}` is not a valid HTTP header name")));
+                }
+                if out.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+                    return Err(de::Error::custom(format!("header `{name}` is given twice")));
+                }
+                let value: String = map.next_value()?;
+                if value.contains(['\r', '\n']) {
+                    return Err(de::Error::custom(format!(
+                        "the value of header `{name}` contains a line break"
+                    )));
+                }
+                out.push((name, Secret::new(value)));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Headers)
 }
 
 fn default_traffic_types() -> Vec<TrafficType> {

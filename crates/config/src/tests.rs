@@ -413,7 +413,7 @@ fn type_must_come_first() {
 fn unknown_type_lists_the_known_ones() {
     assert_eq!(
         error(&MINIMAL.replace("type: mail_delivery", "type: mail_trekking")),
-        "pipelines/mail.yaml:2:9: source.type: unknown source type `mail_trekking`; known types: mail_delivery, mail_tracking"
+        "pipelines/mail.yaml:2:9: source.type: unknown source type `mail_trekking`; known types: mail_delivery, mail_tracking, cdn_logs"
     );
     assert_eq!(
         error(&MINIMAL.replace("type: parquet", "type: csv")),
@@ -764,4 +764,60 @@ fn mail_tracking_source_with_defaults_and_filters() {
     let bad = "source:\n  type: mail_tracking\n  url: https://tm.example.com\n  user: u\n  api_key: k\n  traffic_types: [all_traffic]\nsink:\n  type: parquet\n  url: /tmp/x\n";
     let err = load_str(Path::new("t.yaml"), bad, &|_| None).unwrap_err().to_string();
     assert!(err.starts_with("t.yaml:6:19:") && err.contains("all_traffic"), "{err}");
+}
+
+#[test]
+fn cdn_logs_source_with_defaults_and_env_lists() {
+    let env = |name: &str| match name {
+        "CDN_LOGS_DOMAINS" => Some("live.example.com, VOD.example.com".to_string()),
+        "CDN_LOGS_DOWNLOAD_HOSTS" => Some(String::new()),
+        _ => None,
+    };
+    let text = "source:\n  type: cdn_logs\n  url: http://127.0.0.1:9\n  domains: ${CDN_LOGS_DOMAINS}\n  download_hosts: ${CDN_LOGS_DOWNLOAD_HOSTS:-}\nsink:\n  type: parquet\n  url: /tmp/x\n";
+    let cfg = load_str(Path::new("t.yaml"), text, &env).unwrap();
+    let SourceConfig::CdnLogs(src) = &cfg.source else {
+        panic!("a cdn_logs source")
+    };
+    assert_eq!(src.domains, ["live.example.com", "vod.example.com"]);
+    assert!(src.download_hosts.is_empty() && src.headers.is_empty());
+    assert_eq!((src.rate_per_minute, src.rate_per_hour), (100, 1000));
+    assert_eq!(src.download_concurrency, 8);
+    assert_eq!(src.max_line_bytes.0, 64 << 10);
+
+    let text = "source:\n  type: cdn_logs\n  url: https://lls.example.com\n  domains: [a.example.com]\n  download_hosts: [cdn-dl.example.net, '*.cdn.example.com']\n  headers:\n    X-Api-Key: s3cr3t\n  rate_per_minute: 10\n  rate_per_hour: 50\n  download_concurrency: 2\n  max_line_bytes: 1KiB\nsink:\n  type: parquet\n  url: /tmp/x\n";
+    let cfg = load_str(Path::new("t.yaml"), text, &|_| None).unwrap();
+    let SourceConfig::CdnLogs(src) = &cfg.source else {
+        panic!("a cdn_logs source")
+    };
+    assert_eq!(src.download_hosts, ["cdn-dl.example.net", "*.cdn.example.com"]);
+    assert_eq!(src.headers, [("X-Api-Key".to_string(), Secret::new("s3cr3t"))]);
+    assert_eq!(cfg.source.secrets(), [Secret::new("s3cr3t")]);
+    assert_eq!(
+        (src.rate_per_minute, src.rate_per_hour, src.download_concurrency),
+        (10, 50, 2)
+    );
+    assert_eq!(src.max_line_bytes.0, 1024);
+
+    for (bad, want) in [
+        (
+            "  domains: ''\n",
+            "t.yaml:4:12: source.domains: the list of domains must not be empty",
+        ),
+        ("  domains: [a.example.com, a.example.com]\n", "listed twice"),
+        ("  domains: 'a.example.com/x'\n", "is not a domain name"),
+        (
+            "  domains: [a.example.com]\n  rate_per_minute: 101\n",
+            "must be between 1 and 100",
+        ),
+        (
+            "  domains: [a.example.com]\n  headers:\n    'Bad Header': x\n",
+            "not a valid HTTP header name",
+        ),
+    ] {
+        let text = format!(
+            "source:\n  type: cdn_logs\n  url: http://127.0.0.1:9\n{bad}sink:\n  type: parquet\n  url: /tmp/x\n"
+        );
+        let err = load_str(Path::new("t.yaml"), &text, &|_| None).unwrap_err().to_string();
+        assert!(err.contains(want), "{bad}: {err}");
+    }
 }
