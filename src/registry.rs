@@ -27,6 +27,10 @@ pub fn prepare(file: &Path) -> anyhow::Result<Prepared> {
     let source: Arc<dyn Source> = match &config.source {
         SourceConfig::MailDelivery(c) => Arc::new(etl_sources::mail_delivery::MailDelivery::new(c.clone(), client)),
         SourceConfig::MailTracking(c) => Arc::new(etl_sources::mail_tracking::MailTracking::new(c.clone(), client)),
+        SourceConfig::CdnLogs(c) => Arc::new(
+            etl_sources::cdn_logs::CdnLogs::new(c.clone(), client)
+                .map_err(|e| anyhow::anyhow!("{}: source: {e}", file.display()))?,
+        ),
     };
     let transforms = etl_transform::build(&config.transforms);
     let sink = match &config.sink {
@@ -92,6 +96,13 @@ fn format_for(source: &SourceConfig) -> Arc<dyn Format> {
     match source {
         SourceConfig::MailDelivery(_) => Arc::new(etl_formats::mail_delivery::MailDeliveryFormat::new()),
         SourceConfig::MailTracking(_) => Arc::new(etl_formats::mail_tracking::MailTrackingFormat::new()),
+        SourceConfig::CdnLogs(c) => {
+            use etl_formats::cdn_access::{CdnAccessFormat, CdnAccessOptions};
+            Arc::new(CdnAccessFormat::new(CdnAccessOptions {
+                max_line_bytes: usize::try_from(c.max_line_bytes.0).unwrap_or(usize::MAX),
+                ..CdnAccessOptions::default()
+            }))
+        }
     }
 }
 

@@ -130,25 +130,6 @@ fn rerun_sends_no_data_request_and_changes_no_file() {
     assert_matches_truth(&sim, &out.path().join("mail_delivery"), &days);
 }
 
-/// Every data file must belong to a committed unit's manifest; nothing staged may remain.
-fn assert_no_stray_files(dataset: &Path) {
-    let mut listed = std::collections::BTreeSet::new();
-    let manifests = std::fs::read_dir(dataset.join("_etl/manifests")).into_iter().flatten();
-    for e in manifests {
-        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
-        for f in m["files"].as_array().unwrap() {
-            listed.insert(dataset.join(f["path"].as_str().unwrap()));
-        }
-    }
-    for f in parquet_files(dataset) {
-        assert!(listed.contains(&f), "{} is not part of any committed unit", f.display());
-    }
-    for (p, _) in snapshot(dataset) {
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        assert!(!name.contains('#'), "staging file left behind: {}", p.display());
-    }
-}
-
 /// Starts a run and waits until a unit is being written (its intent exists).
 fn start_and_wait_for_write(sim: &Sim, out: &Path, from: &str, to: &str) -> std::process::Child {
     let mut env = mail_env(sim, out);

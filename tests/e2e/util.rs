@@ -88,15 +88,16 @@ impl Sim {
         format!("{}/mail-delivery/", self.base)
     }
 
-    /// `GET /_sim/stats`, over a raw socket (no HTTP client needed for one request).
+    /// `GET /_sim/stats`.
     pub fn stats(&self) -> Value {
+        self.get_json("/_sim/stats")
+    }
+
+    /// A JSON document from the simulator, over a raw socket (no HTTP client needed).
+    pub fn get_json(&self, path: &str) -> Value {
         let addr = self.base.trim_start_matches("http://");
         let mut s = TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "GET /_sim/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
         let body = resp.split_once("\r\n\r\n").unwrap().1;
@@ -314,4 +315,23 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, u64, std::time::SystemTi
         }
     }
     out
+}
+
+/// Every data file must belong to a committed unit's manifest; nothing staged may remain.
+pub fn assert_no_stray_files(dataset: &Path) {
+    let mut listed = std::collections::BTreeSet::new();
+    let manifests = std::fs::read_dir(dataset.join("_etl/manifests")).into_iter().flatten();
+    for e in manifests {
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        for f in m["files"].as_array().unwrap() {
+            listed.insert(dataset.join(f["path"].as_str().unwrap()));
+        }
+    }
+    for f in parquet_files(dataset) {
+        assert!(listed.contains(&f), "{} is not part of any committed unit", f.display());
+    }
+    for (p, _) in snapshot(dataset) {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        assert!(!name.contains('#'), "staging file left behind: {}", p.display());
+    }
 }

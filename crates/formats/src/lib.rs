@@ -51,7 +51,8 @@
 //! page (truncated, an element left open, no `<LogCount>`, a `<LogCount>` that differs from the
 //! number of `<Log>` elements, an `<ErrorResponse>`) fails with [`etl_core::DecodeError::Malformed`]:
 //! a truncated transfer must never look like a short day. `NextToken`, `RequestId` and unknown
-//! elements are ignored.//!
+//! elements are ignored.
+//!
 //! # Mail tracking log ([`mail_tracking`])
 //!
 //! One payload is one JSON response page, `{"nextToken": "...", "logs": [{...}, ...]}` (keys in
@@ -98,8 +99,56 @@
 //! this shape (truncated, no `logs` array, trailing data) fails with
 //! [`etl_core::DecodeError::Malformed`]; when an error body (`code`, `message`) came instead of a
 //! page, the message quotes it.
+//!
+//! # CDN access log ([`cdn_access`])
+//!
+//! One payload is one downloaded `.log.gz` file, pushed as compressed bytes in any chunks.
+//! [`cdn_access::CdnAccessDecoder`] inflates it as it arrives ([`gzip`]: every member of a
+//! multi-member file, each member's CRC-32 and length checked, the decompressed size capped) and
+//! decodes its lines as they come out; the file is never held whole.
+//! [`cdn_access::AccessLineDecoder`] decodes the same lines already decompressed.
+//!
+//! The text is UTF-8 lines ending in LF (a CR before it is dropped; the last line may lack its
+//! LF; a leading byte-order mark is ignored). Lines starting with `#` (`#Version`, `#Fields`...)
+//! and empty lines are skipped. Every other line is 13 fields separated by one space:
+//!
+//! | column | type | from |
+//! |---|---|---|
+//! | `requested_at` | `Timestamp(Microsecond, "UTC")`, not null | 1 `timestamp`, `YYYY-MM-DDThh:mm:ss.mmmZ` (also without a fraction, or with 1 to 6 fractional digits) |
+//! | `client_ip` | `Utf8` | 2 `c-ip`, as written |
+//! | `method` | `Dictionary(Int32, Utf8)` | 3 `cs-method` |
+//! | `url` | `Utf8` | 4 `cs-uri`, quoted |
+//! | `protocol` | `Dictionary(Int32, Utf8)` | 5 `cs-version` |
+//! | `status` | `UInt16` | 6 `sc-status` |
+//! | `bytes` | `UInt64` | 7 `sc-bytes` |
+//! | `time_taken_ms` | `UInt32` | 8 `time-taken-ms` |
+//! | `referer` | `Utf8` | 9 `cs(Referer)`, quoted |
+//! | `user_agent` | `Utf8` | 10 `cs(User-Agent)`, quoted |
+//! | `cache_status` | `Dictionary(Int32, Utf8)` | 11 `x-cache-status` (`HIT`, `MISS`...) |
+//! | `edge_location` | `Utf8` | 12 `x-edge-location` |
+//! | `request_id` | `Utf8` | 13 `x-request-id`, as written |
+//! | `file_name` | `Utf8`, not null | the payload's `file_name` label, else its name |
+//!
+//! `-` in a field (or `"-"` in a quoted one) is null. The quoted fields must be wrapped in `"`
+//! (or be a bare `-`) and may contain spaces and raw UTF-8; inside them `\"` is a quote and `\\`
+//! a backslash, and a backslash before any other character is kept as written, with that
+//! character; `""` is an empty string. A dictionary holds the values of its batch in order of
+//! first appearance. A batch is closed at `batch_size` rows, or early after 1 GiB of line text.
+//!
+//! A line that does not parse (not 13 fields, an empty field, a bad or impossible timestamp, a
+//! number that is not decimal digits or does not fit its type, an unquoted or unterminated quoted
+//! field, text after a closing quote, invalid UTF-8, or more bytes before its LF than
+//! `max_line_bytes`, 64 KiB by default) is a bad record and follows the pipeline's
+//! `on_bad_record` policy; under `fail` the error names the line and the file. A file that is not
+//! complete gzip (0 bytes, not gzip, truncated, corrupt, a CRC-32 or length mismatch, bytes after
+//! a member that do not start another member) or that inflates to more than
+//! `max_decompressed_bytes` (16 GiB by default) fails with
+//! [`etl_core::DecodeError::Malformed`], which is retryable: a truncated transfer must never look
+//! like a short file. A file of directives only gives no rows.
 
+pub mod cdn_access;
 mod civil;
+pub mod gzip;
 pub mod mail_delivery;
 pub mod mail_tracking;
 #[cfg(test)]

@@ -24,9 +24,20 @@ pub(crate) fn decode_cuts(
     cuts: &[usize],
     ctx: DecodeContext,
 ) -> Result<Decoded, DecodeError> {
+    decode_cuts_meta(format, &PayloadMeta::default(), input, cuts, ctx)
+}
+
+/// [`decode_cuts`] for a payload described by `meta`.
+pub(crate) fn decode_cuts_meta(
+    format: &dyn Format,
+    meta: &PayloadMeta,
+    input: &[u8],
+    cuts: &[usize],
+    ctx: DecodeContext,
+) -> Result<Decoded, DecodeError> {
     let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
     cuts.sort_unstable();
-    let mut d = format.decoder(&PayloadMeta::default(), ctx);
+    let mut d = format.decoder(meta, ctx);
     let mut batches = Vec::new();
     let mut bad = Vec::new();
     let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
@@ -86,4 +97,26 @@ pub(crate) fn ctx(policy: BadRecordPolicy, batch_size: usize) -> DecodeContext {
 /// Epoch microseconds of an RFC 3339 time.
 pub(crate) fn micros(s: &str) -> i64 {
     DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
+}
+
+/// `text` as one gzip member (default level, as `gzip` writes it).
+pub(crate) fn gzip(text: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(text).unwrap();
+    e.finish().unwrap()
+}
+
+/// `text` cut at `cuts` (offsets, any order) and each piece gzipped as its own member, the
+/// members concatenated: one multi-member file. Empty pieces give empty members.
+pub(crate) fn gzip_members(text: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(text.len())).collect();
+    cuts.sort_unstable();
+    let mut file = Vec::new();
+    let mut start = 0;
+    for c in cuts.into_iter().chain([text.len()]) {
+        file.extend(gzip(&text[start..c]));
+        start = c;
+    }
+    file
 }

@@ -12,7 +12,10 @@
 //! |---|---|
 //! | `POST /mail-delivery/` | mail delivery log (`GetDeliveryLog`, XML) |
 //! | `GET /api/v1/log/mailtrackinglog` | mail tracking log (JSON, HTTP Basic; `MAIL_TRACKING_URL` is the server root) |
+//! | `GET /lls/v1.0/logs/delivery` | CDN delivery-log file listing (JSON, rate limited; `CDN_LOGS_URL` is the server root) |
+//! | `GET /cdn-dl/{domain}/{yyyyMMdd}/{name}?expire=..&sign=..` | CDN log file downloads (signed URLs from the listing) |
 //! | `GET /_sim/stats` | request counters, JSON (below) |
+//! | `GET /_sim/cdn/requests` | the CDN listing's request log and download counters (see the `cdn` module) |
 //!
 //! On start-up [`run`] prints exactly one line to stdout, `etl-sim listening on http://127.0.0.1:PORT`,
 //! and flushes it; tests read the port from it. Logs go to `tracing` (the binary installs the subscriber).
@@ -50,16 +53,35 @@
 //! of a canonical text of 20 fields per record (times as epoch microseconds, absent fields as `-`); the
 //! exact definition is in the `mail_tracking` module docs and in `fingerprint_definition`.
 //!
+//! The CDN delivery-log files add, per UTC day and domain of `--cdn-domains` (a file's bytes are a pure
+//! function of `(--seed, domain, slot, index)`):
+//!
+//! ```json
+//! {"cdn_logs": {"days": {"2026-11-20": {"live.example.com": {"rows": 9066, "files": 421, "bytes_sum": 961329,
+//!                                                            "distinct_request_ids": 9066,
+//!                                                            "fingerprint": "5d0e..."}}},
+//!               "fingerprint_definition": "per record, the canonical text is these 14 fields ..."}}
+//! ```
+//!
+//! Its `days` are the three full UTC days before today, each the 288 five-minute slots of the day (the
+//! listing's extra `D+1T00:00:00Z` slot belongs to the next day). Its fingerprint is a wrapping sum of
+//! FNV-1a-64 hashes of a canonical text of 14 fields per record (the 13 log fields, time as epoch
+//! microseconds, nulls as `-`, plus the file name); the exact definition is in the `cdn` module docs.
+//!
 //! # Request stats
 //! `GET /_sim/stats` returns `{"mail_delivery": {"requests": N, "data_requests": M, "faults": F},
-//! "mail_tracking": {...}}`: per API, every request to its path, those answered 200 with a complete page,
-//! and injected faults. A test proves that a rerun sends no data requests with it.
+//! "mail_tracking": {...}, "cdn_logs": {...}}`: per API, every request to its path, those answered 200
+//! with a complete page, and injected faults. A test proves that a rerun sends no data requests with it.
+//! For `cdn_logs` the counters cover listings and downloads together (a complete download, 200 or 206,
+//! is a data request); `GET /_sim/cdn/requests` tells them apart and marks rate-limited listings.
 //!
 //! # Faults
 //! `--fault-rate p` gives each API request a fault with probability `p`, decided before anything else
 //! (see the `faults` module): 500, 503 with/without `Retry-After`, 429 with delta-seconds or HTTP-date
 //! `Retry-After`, a connection dropped mid-body, or a 1-2 s delay. Error bodies are each API's own (XML for
-//! mail delivery, `{"code", "message"}` JSON for mail tracking).
+//! mail delivery, `{"code", "message"}` JSON for mail tracking and the CDN listing). CDN downloads have
+//! their own faults (500, 503, a reset halfway through, a short `200`), and the CDN listing its own rate
+//! limiter; see the `cdn` module.
 //!
 //! # Example
 //! ```no_run
@@ -77,6 +99,7 @@
 //! # }
 //! ```
 
+mod cdn;
 mod data;
 mod faults;
 mod mail_delivery;
@@ -100,6 +123,7 @@ use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+use crate::cdn::{CdnConfig, CdnLogs};
 use crate::data::SplitMix64;
 use crate::faults::FaultInjector;
 use crate::mail_delivery::MailDelivery;
@@ -145,6 +169,41 @@ pub struct SimArgs {
         hide_env_values = true
     )]
     pub tracking_api_key: String,
+    /// CDN delivery domains the log listing knows (comma-separated); any other is `LLS.Domain.NotFound`
+    #[arg(long, value_delimiter = ',', default_value = "live.example.com,vod.example.com")]
+    pub cdn_domains: Vec<String>,
+    /// seconds a CDN download URL stays valid after the listing that minted it
+    #[arg(long, default_value_t = 900)]
+    pub cdn_url_ttl: u64,
+    /// CDN listing requests admitted in any sliding minute (over all clients)
+    #[arg(long, default_value_t = 100)]
+    pub cdn_rate_per_minute: u32,
+    /// CDN listing requests admitted in any sliding hour (over all clients)
+    #[arg(long, default_value_t = 1000)]
+    pub cdn_rate_per_hour: u32,
+    /// mean CDN access-log records per 5-minute slot and domain, over the slot's files
+    #[arg(long, default_value_t = 40)]
+    pub cdn_lines_per_slot: u32,
+    /// seconds after a 5-minute slot ends before its files are listed (until then it is listed empty)
+    #[arg(long, default_value_t = 120)]
+    pub cdn_publish_delay: u64,
+    /// answer the first download of every CDN file that has records with a short 200 body
+    #[arg(long)]
+    pub cdn_truncate_first: bool,
+}
+
+impl SimArgs {
+    fn cdn_config(&self) -> CdnConfig {
+        CdnConfig {
+            domains: self.cdn_domains.clone(),
+            url_ttl_secs: self.cdn_url_ttl,
+            rate_per_minute: self.cdn_rate_per_minute,
+            rate_per_hour: self.cdn_rate_per_hour,
+            lines_per_slot: self.cdn_lines_per_slot,
+            publish_delay_secs: self.cdn_publish_delay,
+            truncate_first: self.cdn_truncate_first,
+        }
+    }
 }
 
 /// Why the simulator could not start or stopped.
@@ -194,12 +253,14 @@ impl ApiStats {
 pub(crate) struct Stats {
     pub(crate) mail_delivery: ApiStats,
     pub(crate) mail_tracking: ApiStats,
+    pub(crate) cdn_logs: ApiStats,
 }
 
 #[derive(Debug, Serialize)]
 struct StatsSnapshot {
     mail_delivery: ApiStatsSnapshot,
     mail_tracking: ApiStatsSnapshot,
+    cdn_logs: ApiStatsSnapshot,
 }
 
 /// State every simulated API shares: the seed, the fault dice, request ids and counters.
@@ -249,6 +310,7 @@ pub(crate) fn chunked_body(full: Bytes, salt: u64) -> Body {
 struct Truth {
     mail_delivery: mail_delivery::MailTruth,
     mail_tracking: mail_tracking::TrackingTruth,
+    cdn_logs: cdn::CdnTruth,
 }
 
 /// Writes the truth next to its final name and renames it, so a reader never sees half a file.
@@ -272,6 +334,7 @@ fn build_truth(args: &SimArgs, today: NaiveDate) -> Truth {
     Truth {
         mail_delivery: mail_delivery::truth(args.seed, args.mail_rows_per_day, today),
         mail_tracking: mail_tracking::truth(args.seed, args.tracking_rows_per_day, today),
+        cdn_logs: cdn::truth(args.seed, &args.cdn_domains, args.cdn_lines_per_slot, today),
     }
 }
 
@@ -279,6 +342,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> axum::Json<StatsSnapshot> {
     axum::Json(StatsSnapshot {
         mail_delivery: shared.stats.mail_delivery.snapshot(),
         mail_tracking: shared.stats.mail_tracking.snapshot(),
+        cdn_logs: shared.stats.cdn_logs.snapshot(),
     })
 }
 
@@ -330,6 +394,8 @@ pub async fn start(args: SimArgs) -> Result<RunningSim, SimError> {
             "--tracking-user must not contain ':' (HTTP Basic separates user and key with it)".into(),
         ));
     }
+    let cdn_config = args.cdn_config();
+    cdn_config.validate().map_err(SimError::InvalidArgs)?;
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
         .await
         .map_err(|source| SimError::Bind {
@@ -366,11 +432,13 @@ pub async fn start(args: SimArgs) -> Result<RunningSim, SimError> {
         args.tracking_api_key,
         args.tracking_rows_per_day,
     ));
+    let cdn = Arc::new(CdnLogs::new(shared.clone(), cdn_config, addr));
     let app = Router::new()
         .route("/_sim/stats", get(stats))
         .with_state(shared)
         .merge(mail.router())
-        .merge(tracking.router());
+        .merge(tracking.router())
+        .merge(cdn.router());
     tracing::info!(%addr, seed = args.seed, fault_rate = args.fault_rate, "simulator serving");
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -1,6 +1,7 @@
 //! HTTP-level tests: a real server on an ephemeral port, driven by a real HTTP client, so the tests see
 //! exactly what a client sees (status, headers, chunked bodies, dropped connections).
 
+mod cdn;
 mod mail_delivery;
 mod mail_tracking;
 
@@ -25,6 +26,13 @@ pub(crate) fn args(seed: u64, rows: u32) -> SimArgs {
         tracking_rows_per_day: rows,
         tracking_user: TRACKING_USER.to_string(),
         tracking_api_key: TRACKING_KEY.to_string(),
+        cdn_domains: vec!["live.example.com".to_string(), "vod.example.com".to_string()],
+        cdn_url_ttl: 900,
+        cdn_rate_per_minute: 100,
+        cdn_rate_per_hour: 1000,
+        cdn_lines_per_slot: 40,
+        cdn_publish_delay: 120,
+        cdn_truncate_first: false,
     }
 }
 

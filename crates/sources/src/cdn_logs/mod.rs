@@ -50,6 +50,7 @@ pub const SLOT: chrono::Duration = chrono::Duration::minutes(5);
 /// Fresh listings a single file may need before the unit fails.
 pub const MAX_REFRESHES_PER_FILE: u32 = 3;
 /// A URL that expires within this margin counts as expired: the download would start too late.
+/// Never more than a quarter of the URLs' lifetime, so that short-lived URLs stay usable.
 const EXPIRY_MARGIN_SECS: i64 = 5;
 /// Chunks buffered between a download and its decoder.
 const CHUNKS_IN_FLIGHT: usize = 8;
@@ -201,9 +202,10 @@ impl CdnLogs {
             retries: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         });
+        let listed_at = Utc::now();
         let files = ctx.list().await?;
         tracing::info!(unit = %unit.id, files = files.len(), "listed the day's log files");
-        ctx.urls.lock().await.fill(&files);
+        ctx.urls.lock().await.fill(&files, listed_at);
         let mut tasks: JoinSet<Result<(), StageError>> = JoinSet::new();
         let mut payloads = 0;
         for file in files {
@@ -254,13 +256,16 @@ impl CdnLogs {
 struct UrlBook {
     generation: u64,
     urls: HashMap<String, String>,
+    /// When the current URLs were listed.
+    listed_at: Option<DateTime<Utc>>,
 }
 
 impl UrlBook {
-    fn fill(&mut self, files: &[ListedFile]) {
+    fn fill(&mut self, files: &[ListedFile], listed_at: DateTime<Utc>) {
         for f in files {
             self.urls.insert(f.name.clone(), f.url.clone());
         }
+        self.listed_at = Some(listed_at);
     }
 }
 
@@ -320,20 +325,25 @@ impl UnitCtx {
         if book.generation != seen {
             return Ok(());
         }
+        let listed_at = Utc::now();
         let files = self
             .list()
             .await
             .map_err(|e| e.context("refreshing expired download URLs"))?;
-        book.fill(&files);
+        book.fill(&files, listed_at);
         book.generation += 1;
         tracing::info!(unit = %self.unit_id, generation = book.generation, "download URLs refreshed");
         Ok(())
     }
 
-    /// The file's current URL and the generation it belongs to.
-    async fn url(&self, name: &str) -> (u64, Option<String>) {
+    /// The file's current URL, the generation it belongs to, and when it was listed.
+    async fn url(&self, name: &str) -> (u64, Option<String>, DateTime<Utc>) {
         let book = self.urls.lock().await;
-        (book.generation, book.urls.get(name).cloned())
+        (
+            book.generation,
+            book.urls.get(name).cloned(),
+            book.listed_at.unwrap_or_else(Utc::now),
+        )
     }
 
     /// Streams one file into `tx`, every byte exactly once, resuming after breaks.
@@ -358,11 +368,11 @@ impl UnitCtx {
         let mut refreshes = 0u32;
         let mut resumed_short = false;
         loop {
-            let (generation, url) = self.url(&file.name).await;
+            let (generation, url, listed_at) = self.url(&file.name).await;
             let Some(url) = url else {
                 return Err(fail("the file is no longer in the listing".into()));
             };
-            if expired(&url, Utc::now()) {
+            if expired(&url, listed_at, Utc::now()) {
                 if refreshes >= MAX_REFRESHES_PER_FILE {
                     return Err(fail(format!(
                         "its download URL was still expired after {refreshes} fresh listings"
@@ -458,7 +468,9 @@ impl UnitCtx {
                     return Err(StageError::from(e).context(format!("{} breaks while downloading", breaks)));
                 }
                 tracing::warn!(unit = %self.unit_id, file = %file.name, delivered, error = %e, "download broke off; resuming");
-                tokio::time::sleep(backoff(client, breaks)).await;
+                if breaks > 1 {
+                    tokio::time::sleep(backoff(client, breaks)).await;
+                }
                 continue;
             }
             if skip > 0 {
@@ -482,7 +494,9 @@ impl UnitCtx {
                     }
                     tracing::warn!(unit = %self.unit_id, file = %file.name, delivered, size, "download shorter than listed; resuming");
                     resumed_short = true;
-                    tokio::time::sleep(backoff(client, breaks)).await;
+                    if breaks > 1 {
+                        tokio::time::sleep(backoff(client, breaks)).await;
+                    }
                     continue;
                 }
                 _ => break,
@@ -503,17 +517,23 @@ fn backoff(client: &Client, breaks: u32) -> Duration {
     Duration::from_nanos(half + rand::random_range(0..=half))
 }
 
-/// Whether a signed URL's `expire=` (Unix seconds) has passed or is about to. A URL without
-/// one is tried as it is.
-pub fn expired(url: &str, now: DateTime<Utc>) -> bool {
+/// Whether a signed URL listed at `listed_at` has passed its `expire=` (Unix seconds) at `now`,
+/// or is about to (within [`EXPIRY_MARGIN_SECS`], at most a quarter of its lifetime). A URL
+/// without `expire=` is tried as it is: the server's 403 says when it has expired.
+pub fn expired(url: &str, listed_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     let Ok(parsed) = url::Url::parse(url) else {
         return false;
     };
-    parsed
+    let Some(expire) = parsed
         .query_pairs()
         .find(|(k, _)| k == "expire")
         .and_then(|(_, v)| v.parse::<i64>().ok())
-        .is_some_and(|expire| expire <= now.timestamp() + EXPIRY_MARGIN_SECS)
+    else {
+        return false;
+    };
+    let lifetime = (expire - listed_at.timestamp()).max(0);
+    let margin = EXPIRY_MARGIN_SECS.min(lifetime / 4);
+    expire <= now.timestamp() + margin
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL`.

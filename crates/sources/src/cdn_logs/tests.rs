@@ -161,15 +161,17 @@ fn parses_both_keys_keeps_only_the_day_and_orders_files() {
 #[test]
 fn signed_url_expiry_and_content_range() {
     let now = t("2025-09-11T12:00:00Z");
+    let listed = now - chrono::Duration::minutes(10);
     let at = now.timestamp();
-    assert!(expired(&format!("https://dl/a.gz?expire={}&sign=x", at - 1), now));
-    assert!(
-        expired(&format!("https://dl/a.gz?expire={}&sign=x", at + 3), now),
-        "within the margin"
-    );
-    assert!(!expired(&format!("https://dl/a.gz?expire={}&sign=x", at + 600), now));
-    assert!(!expired("https://dl/a.gz?sign=x", now));
-    assert!(!expired("not a url", now));
+    let url = |expire: i64| format!("https://dl/a.gz?expire={expire}&sign=x");
+    assert!(expired(&url(at - 1), listed, now));
+    assert!(expired(&url(at + 3), listed, now), "within the margin");
+    assert!(!expired(&url(at + 600), listed, now));
+    assert!(!expired("https://dl/a.gz?sign=x", listed, now));
+    assert!(!expired("not a url", listed, now));
+    // A URL that lives 2 s gets a margin of a quarter of that (0 s), not 5 s.
+    assert!(!expired(&url(at + 2), now, now));
+    assert!(expired(&url(at), now, now));
     assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
     assert_eq!(content_range_start("bytes 0-0/*"), Some(0));
     assert_eq!(content_range_start("items 1-2/3"), None);
