@@ -44,11 +44,28 @@ pub struct Payload {
 pub struct PayloadSender {
     tx: mpsc::Sender<Payload>,
     next_seq: u64,
+    checkpoint: Option<crate::state::Checkpoint>,
 }
 
 impl PayloadSender {
     pub fn new(tx: mpsc::Sender<Payload>) -> Self {
-        Self { tx, next_seq: 0 }
+        Self {
+            tx,
+            next_seq: 0,
+            checkpoint: None,
+        }
+    }
+
+    /// The same sender with the unit's checkpoint (the runner sets it).
+    pub fn with_checkpoint(mut self, checkpoint: crate::state::Checkpoint) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
+    }
+
+    /// Where the source may record progress that must survive a crash (an export job id).
+    /// `None` outside a run (tests, previews): such a source then simply starts afresh.
+    pub fn checkpoint(&self) -> Option<&crate::state::Checkpoint> {
+        self.checkpoint.as_ref()
     }
 
     /// Sends one payload; fails only when the pipeline has stopped (cancelled or failed).

@@ -33,12 +33,63 @@ pub trait StateStore: Send + Sync + 'static {
     fn load(&self) -> BoxFuture<'_, Result<BTreeMap<String, UnitRecord>, StageError>>;
     /// Records a committed unit. Called only after the sink's commit returned.
     fn mark_done<'a>(&'a self, record: &'a UnitRecord) -> BoxFuture<'a, Result<(), StageError>>;
+
+    /// The progress a source saved for an unfinished unit (an export job's id and parameters),
+    /// so that a rerun resumes it instead of starting a duplicate. `None` when there is none.
+    fn load_checkpoint<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<Option<serde_json::Value>, StageError>>;
+    /// Replaces the unit's checkpoint; durable when it returns.
+    fn save_checkpoint<'a>(
+        &'a self,
+        unit_id: &'a str,
+        value: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), StageError>>;
+    /// Forgets the unit's checkpoint (after it committed, or when its job is gone).
+    fn clear_checkpoint<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<(), StageError>>;
+}
+
+/// The checkpoint of one unit, handed to its source through [`crate::PayloadSender`]:
+/// a source that starts server-side work (an export job) records it here before waiting on it.
+#[derive(Clone)]
+pub struct Checkpoint {
+    store: std::sync::Arc<dyn StateStore>,
+    unit_id: String,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint").field("unit_id", &self.unit_id).finish()
+    }
+}
+
+impl Checkpoint {
+    pub fn new(store: std::sync::Arc<dyn StateStore>, unit_id: impl Into<String>) -> Self {
+        Self {
+            store,
+            unit_id: unit_id.into(),
+        }
+    }
+
+    /// The saved value, if any, deserialized; a value of another shape counts as none.
+    pub async fn load<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, StageError> {
+        let value = self.store.load_checkpoint(&self.unit_id).await?;
+        Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    pub async fn save<T: Serialize>(&self, value: &T) -> Result<(), StageError> {
+        let value = serde_json::to_value(value).map_err(StageError::internal)?;
+        self.store.save_checkpoint(&self.unit_id, &value).await
+    }
+
+    pub async fn clear(&self) -> Result<(), StageError> {
+        self.store.clear_checkpoint(&self.unit_id).await
+    }
 }
 
 /// A state store in memory, for tests and for `etl preview`.
 #[derive(Debug, Default)]
 pub struct MemoryState {
     records: Mutex<BTreeMap<String, UnitRecord>>,
+    checkpoints: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 impl StateStore for MemoryState {
@@ -51,6 +102,25 @@ impl StateStore for MemoryState {
             .lock()
             .expect("state lock")
             .insert(record.unit.id.clone(), record.clone());
+        Box::pin(async { Ok(()) })
+    }
+    fn load_checkpoint<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<Option<serde_json::Value>, StageError>> {
+        let v = self.checkpoints.lock().expect("state lock").get(unit_id).cloned();
+        Box::pin(async move { Ok(v) })
+    }
+    fn save_checkpoint<'a>(
+        &'a self,
+        unit_id: &'a str,
+        value: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), StageError>> {
+        self.checkpoints
+            .lock()
+            .expect("state lock")
+            .insert(unit_id.to_string(), value.clone());
+        Box::pin(async { Ok(()) })
+    }
+    fn clear_checkpoint<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<(), StageError>> {
+        self.checkpoints.lock().expect("state lock").remove(unit_id);
         Box::pin(async { Ok(()) })
     }
 }

@@ -26,6 +26,7 @@ pub(crate) enum MetaKind {
     Manifests,
     DeadLetter,
     State,
+    Checkpoints,
 }
 
 impl MetaKind {
@@ -35,6 +36,7 @@ impl MetaKind {
             MetaKind::Manifests => "manifests",
             MetaKind::DeadLetter => "dead_letter",
             MetaKind::State => "state",
+            MetaKind::Checkpoints => "checkpoints",
         }
     }
     fn extension(self) -> &'static str {

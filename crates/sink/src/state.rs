@@ -15,7 +15,7 @@ use object_store::path::Path;
 
 use crate::error::SinkError;
 use crate::layout::{self, MetaKind};
-use crate::manifest::{get_json, put_json};
+use crate::manifest::{delete_if_exists, get_json, put_json};
 
 /// How many state objects [`ObjectStoreState::load`] reads at once.
 const LOAD_CONCURRENCY: usize = 16;
@@ -72,5 +72,33 @@ impl StateStore for ObjectStoreState {
 
     fn mark_done<'a>(&'a self, record: &'a UnitRecord) -> BoxFuture<'a, Result<(), StageError>> {
         Box::pin(async move { self.store_record(record).await.map_err(StageError::from) })
+    }
+
+    fn load_checkpoint<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<Option<serde_json::Value>, StageError>> {
+        Box::pin(async move {
+            layout::check_unit_id(unit_id)?;
+            let location = layout::meta_object(&self.root, MetaKind::Checkpoints, unit_id);
+            Ok(get_json(self.store.as_ref(), &location, "reading a unit checkpoint").await?)
+        })
+    }
+
+    fn save_checkpoint<'a>(
+        &'a self,
+        unit_id: &'a str,
+        value: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), StageError>> {
+        Box::pin(async move {
+            layout::check_unit_id(unit_id)?;
+            let location = layout::meta_object(&self.root, MetaKind::Checkpoints, unit_id);
+            Ok(put_json(self.store.as_ref(), &location, value, "writing a unit checkpoint").await?)
+        })
+    }
+
+    fn clear_checkpoint<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<(), StageError>> {
+        Box::pin(async move {
+            layout::check_unit_id(unit_id)?;
+            let location = layout::meta_object(&self.root, MetaKind::Checkpoints, unit_id);
+            Ok(delete_if_exists(self.store.as_ref(), &location, "deleting a unit checkpoint").await?)
+        })
     }
 }

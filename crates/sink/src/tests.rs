@@ -663,6 +663,22 @@ async fn state_records_round_trip(fx: Fixture) {
     assert_eq!(state.load().await.unwrap()["u-1"].report.rows, 99);
 }
 
+async fn checkpoints_round_trip_and_clear(fx: Fixture) {
+    let sink = fx.sink(opts());
+    let state = sink.state_store();
+    assert_eq!(state.load_checkpoint("u-1").await.unwrap(), None);
+    let job = serde_json::json!({"job_id": 19771824, "start": "20250911"});
+    state.save_checkpoint("u-1", &job).await.unwrap();
+    assert!(fx.exists("_etl/checkpoints/u-1.json").await);
+    assert_eq!(state.load_checkpoint("u-1").await.unwrap(), Some(job));
+    // A checkpoint is not a done unit.
+    assert!(state.load().await.unwrap().is_empty());
+    state.clear_checkpoint("u-1").await.unwrap();
+    state.clear_checkpoint("u-1").await.unwrap();
+    assert_eq!(state.load_checkpoint("u-1").await.unwrap(), None);
+    assert!(state.save_checkpoint("../x", &serde_json::json!(1)).await.is_err());
+}
+
 async fn zero_rows_commit_no_files(fx: Fixture) {
     let sink = fx.sink(opts());
     let mut w = begin(&sink, &unit("u")).await;
@@ -759,6 +775,7 @@ conformance!(
     unit_partitions_come_before_dt,
     dead_letter_is_written_then_removed,
     state_records_round_trip,
+    checkpoints_round_trip_and_clear,
     zero_rows_commit_no_files,
     bad_time_values_and_schemas_are_refused,
 );

@@ -271,7 +271,9 @@ async fn process_unit(
     let (payload_tx, payload_rx) = mpsc::channel::<Payload>(cap);
     let (queue_tx, queue_rx) = mpsc::channel::<DecodedStream>(opts.decode_workers.max(1));
 
-    let fetch = p.source.fetch(unit, PayloadSender::new(payload_tx));
+    let checkpoint = crate::state::Checkpoint::new(Arc::clone(&p.state), unit.id.clone());
+    let sender = PayloadSender::new(payload_tx).with_checkpoint(checkpoint.clone());
+    let fetch = p.source.fetch(unit, sender);
     let dispatch = dispatch(
         Arc::clone(&p.format),
         payload_rx,
@@ -307,6 +309,10 @@ async fn process_unit(
                 .mark_done(&record)
                 .await
                 .map_err(|e| e.context("recording unit as done"))?;
+            // The unit is done: whatever job it was resuming is finished with.
+            if let Err(e) = checkpoint.clear().await {
+                tracing::warn!(unit = %unit.id, "could not remove the unit's checkpoint (harmless: the unit is done): {e}");
+            }
             Ok((report, fetch_stats, collected))
         }
         Err(e) => {
