@@ -240,7 +240,10 @@ fn faults_do_not_change_the_result() {
     let got = summarize_dataset(&out.path().join("cdn_access"));
     assert_eq!(got, truth(&sim, &[day], &["live.example.com"]));
     let downloads = &requests(&sim)["downloads"];
-    assert!(downloads["faults"].as_u64().unwrap() > 0, "faults were injected: {downloads}");
+    assert!(
+        downloads["faults"].as_u64().unwrap() > 0,
+        "faults were injected: {downloads}"
+    );
     assert_no_stray_files(&out.path().join("cdn_access"));
 }
 

@@ -4,6 +4,7 @@
 //! status); records are decoded by `etl-formats`.
 
 pub mod cdn_logs;
+pub mod download;
 pub mod mail_delivery;
 pub mod mail_tracking;
 pub mod paging;

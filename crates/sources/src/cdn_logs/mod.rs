@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,6 +41,7 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use crate::download;
 use crate::{day_start, utc_days};
 
 /// The path appended to the configured base URL.
@@ -49,9 +50,6 @@ pub const PATH: &str = "/lls/v1.0/logs/delivery";
 pub const SLOT: chrono::Duration = chrono::Duration::minutes(5);
 /// Fresh listings a single file may need before the unit fails.
 pub const MAX_REFRESHES_PER_FILE: u32 = 3;
-/// A URL that expires within this margin counts as expired: the download would start too late.
-/// Never more than a quarter of the URLs' lifetime, so that short-lived URLs stay usable.
-const EXPIRY_MARGIN_SECS: i64 = 5;
 /// Chunks buffered between a download and its decoder.
 const CHUNKS_IN_FLIGHT: usize = 8;
 
@@ -75,8 +73,6 @@ pub enum CdnLogsError {
     },
     #[error("{url} answered HTTP 200 with a body that is not a delivery-log listing: {reason}")]
     NotAListing { url: String, reason: String },
-    #[error("{file}: {reason}")]
-    Download { file: String, reason: String },
 }
 
 /// The CDN delivery-log source.
@@ -198,9 +194,7 @@ impl CdnLogs {
             domain: unit.params["domain"].clone(),
             window: unit.window,
             urls: Mutex::new(UrlBook::default()),
-            requests: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            counters: download::Counters::default(),
         });
         let listed_at = Utc::now();
         let files = ctx.list().await?;
@@ -243,9 +237,9 @@ impl CdnLogs {
             done.map_err(StageError::internal)??;
         }
         Ok(FetchStats {
-            requests: ctx.requests.load(Ordering::Relaxed),
-            retries: ctx.retries.load(Ordering::Relaxed),
-            bytes: ctx.bytes.load(Ordering::Relaxed),
+            requests: ctx.counters.requests.load(Ordering::Relaxed),
+            retries: ctx.counters.retries.load(Ordering::Relaxed),
+            bytes: ctx.counters.bytes.load(Ordering::Relaxed),
             payloads,
         })
     }
@@ -276,9 +270,7 @@ struct UnitCtx {
     domain: String,
     window: Window,
     urls: Mutex<UrlBook>,
-    requests: AtomicU64,
-    retries: AtomicU64,
-    bytes: AtomicU64,
+    counters: download::Counters,
 }
 
 impl UnitCtx {
@@ -303,10 +295,11 @@ impl UnitCtx {
             })
             .await
             .map_err(|e| StageError::from(e).context("listing the day's log files"))?;
-        self.requests.fetch_add(u64::from(resp.attempts), Ordering::Relaxed);
-        self.retries
+        let c = &self.counters;
+        c.requests.fetch_add(u64::from(resp.attempts), Ordering::Relaxed);
+        c.retries
             .fetch_add(u64::from(resp.attempts.saturating_sub(1)), Ordering::Relaxed);
-        self.bytes.fetch_add(resp.body.len() as u64, Ordering::Relaxed);
+        c.bytes.fetch_add(resp.body.len() as u64, Ordering::Relaxed);
         let url = s.listing.redactor().redact_url(&s.endpoint);
         if resp.status != 200 {
             return Err(vendor_error(&s.listing, url, &self.domain, &resp));
@@ -348,198 +341,48 @@ impl UnitCtx {
 
     /// Streams one file into `tx`, every byte exactly once, resuming after breaks.
     async fn download(
-        &self,
+        self: &Arc<Self>,
         file: &ListedFile,
         tx: &mpsc::Sender<Result<Bytes, StageError>>,
     ) -> Result<(), StageError> {
-        let client = &self.shared.downloads;
-        let max_attempts = client.config().max_attempts.max(1);
-        let what = format!("cdn_logs {} file {}", self.unit_id, file.name);
-        let fail = |reason: String| {
-            StageError::retryable(CdnLogsError::Download {
-                file: format!("{} (slot {})", file.name, file.slot.format("%Y-%m-%dT%H:%M:%SZ")),
-                reason,
-            })
+        let target = download::Target {
+            what: format!("cdn_logs {} file {}", self.unit_id, file.name),
+            label: format!("{} (slot {})", file.name, file.slot.format("%Y-%m-%dT%H:%M:%SZ")),
+            size: file.size,
+            headers: Vec::new(),
+            max_refreshes: MAX_REFRESHES_PER_FILE,
         };
-        // Bytes handed to the decoder so far, and their CRC-32.
-        let mut delivered: u64 = 0;
-        let mut crc = crc32fast::Hasher::new();
-        let mut breaks = 0u32;
-        let mut refreshes = 0u32;
-        let mut resumed_short = false;
-        loop {
-            let (generation, url, listed_at) = self.url(&file.name).await;
-            let Some(url) = url else {
-                return Err(fail("the file is no longer in the listing".into()));
-            };
-            if expired(&url, listed_at, Utc::now()) {
-                if refreshes >= MAX_REFRESHES_PER_FILE {
-                    return Err(fail(format!(
-                        "its download URL was still expired after {refreshes} fresh listings"
-                    )));
-                }
-                refreshes += 1;
-                self.refresh(generation).await?;
-                continue;
-            }
-            let from = delivered;
-            let mut resp = client
-                .open(&what, |c| {
-                    let r = c.get(&url);
-                    if from > 0 {
-                        r.header("Range", format!("bytes={from}-"))
-                    } else {
-                        r
-                    }
-                })
-                .await?;
-            self.requests.fetch_add(u64::from(resp.attempts), Ordering::Relaxed);
-            self.retries.fetch_add(
-                u64::from(resp.attempts.saturating_sub(1)) + u64::from(from > 0),
-                Ordering::Relaxed,
-            );
-            let mut skip = 0u64;
-            match resp.status {
-                200 => skip = from,
-                206 => {
-                    let start = resp.header("content-range").and_then(content_range_start);
-                    if start != Some(from) {
-                        return Err(fail(format!(
-                            "asked for bytes {from}- and got a partial answer starting at {start:?}"
-                        )));
-                    }
-                }
-                416 if from > 0 => {
-                    // Nothing beyond what we have: the file is this long.
-                    break;
-                }
-                403 | 410 => {
-                    let excerpt = resp.excerpt().await;
-                    if refreshes >= MAX_REFRESHES_PER_FILE {
-                        return Err(fail(format!(
-                            "the download URL was refused (expired or invalid signature) after {refreshes} fresh listings: {excerpt}"
-                        )));
-                    }
-                    tracing::info!(unit = %self.unit_id, file = %file.name, "download URL refused (expired?); listing again for a fresh one");
-                    refreshes += 1;
-                    self.refresh(generation).await?;
-                    continue;
-                }
-                404 => {
-                    let excerpt = resp.excerpt().await;
-                    return Err(fail(format!("the listed file is not found (HTTP 404): {excerpt}")));
-                }
-                _ => return Err(resp.into_error(&what).await.into()),
-            }
-            // Skipping a prefix we already delivered: it must be the same bytes.
-            let mut prefix = crc32fast::Hasher::new();
-            let broke = loop {
-                let chunk = match resp.chunk(&what).await {
-                    Ok(Some(chunk)) => chunk,
-                    Ok(None) => break None,
-                    Err(e) => break Some(e),
-                };
-                self.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                let mut chunk = chunk;
-                if skip > 0 {
-                    let n = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
-                    prefix.update(&chunk[..n]);
-                    skip -= n as u64;
-                    chunk = chunk.slice(n..);
-                    if skip == 0 && prefix.clone().finalize() != crc.clone().finalize() {
-                        return Err(fail(
-                            "the file changed between two download attempts (its first bytes differ)".into(),
-                        ));
-                    }
-                }
-                if chunk.is_empty() {
-                    continue;
-                }
-                delivered += chunk.len() as u64;
-                crc.update(&chunk);
-                if tx.send(Ok(chunk)).await.is_err() {
-                    // The pipeline stopped; its error is the one reported.
-                    return Err(StageError::cancelled());
-                }
-            };
-            if let Some(e) = broke {
-                breaks += 1;
-                if breaks >= max_attempts {
-                    return Err(StageError::from(e).context(format!("{} breaks while downloading", breaks)));
-                }
-                tracing::warn!(unit = %self.unit_id, file = %file.name, delivered, error = %e, "download broke off; resuming");
-                if breaks > 1 {
-                    tokio::time::sleep(backoff(client, breaks)).await;
-                }
-                continue;
-            }
-            if skip > 0 {
-                return Err(fail(format!(
-                    "a new download attempt is shorter ({} bytes) than what was already received ({from})",
-                    from - skip
-                )));
-            }
-            match file.size {
-                Some(size) if delivered < size => {
-                    if resumed_short && delivered == from {
-                        // The server has nothing more: the listing's size is not the file's.
-                        tracing::warn!(unit = %self.unit_id, file = %file.name, listed = size, served = delivered, "the listing's size differs from the file served; keeping what the server serves (the decoder checks the gzip stream is complete)");
-                        break;
-                    }
-                    breaks += 1;
-                    if breaks >= max_attempts {
-                        return Err(fail(format!(
-                            "the body ended after {delivered} of the {size} bytes the listing announced, {breaks} times"
-                        )));
-                    }
-                    tracing::warn!(unit = %self.unit_id, file = %file.name, delivered, size, "download shorter than listed; resuming");
-                    resumed_short = true;
-                    if breaks > 1 {
-                        tokio::time::sleep(backoff(client, breaks)).await;
-                    }
-                    continue;
-                }
-                _ => break,
-            }
-        }
-        Ok(())
+        let urls = FileUrl {
+            ctx: Arc::clone(self),
+            name: file.name.clone(),
+        };
+        download::stream(&self.shared.downloads, &target, &urls, tx, &self.counters).await
     }
 }
 
-/// A jittered wait before resuming a broken download.
-fn backoff(client: &Client, breaks: u32) -> Duration {
-    let cfg = client.config();
-    let cap = cfg
-        .backoff_base
-        .saturating_mul(1u32 << breaks.min(16))
-        .min(cfg.backoff_max);
-    let half = u64::try_from(cap.as_nanos() / 2).unwrap_or(u64::MAX);
-    Duration::from_nanos(half + rand::random_range(0..=half))
+/// The current URL of one file of a unit; refreshed by listing the day again.
+struct FileUrl {
+    ctx: Arc<UnitCtx>,
+    name: String,
 }
 
-/// Whether a signed URL listed at `listed_at` has passed its `expire=` (Unix seconds) at `now`,
-/// or is about to (within [`EXPIRY_MARGIN_SECS`], at most a quarter of its lifetime). A URL
-/// without `expire=` is tried as it is: the server's 403 says when it has expired.
-pub fn expired(url: &str, listed_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return false;
-    };
-    let Some(expire) = parsed
-        .query_pairs()
-        .find(|(k, _)| k == "expire")
-        .and_then(|(_, v)| v.parse::<i64>().ok())
-    else {
-        return false;
-    };
-    let lifetime = (expire - listed_at.timestamp()).max(0);
-    let margin = EXPIRY_MARGIN_SECS.min(lifetime / 4);
-    expire <= now.timestamp() + margin
-}
+impl download::FreshUrl for FileUrl {
+    fn current(&self) -> BoxFuture<'_, Result<download::CurrentUrl, StageError>> {
+        Box::pin(async move {
+            let (generation, url, minted_at) = self.ctx.url(&self.name).await;
+            let url = url
+                .ok_or_else(|| StageError::retryable(format!("{}: the file is no longer in the listing", self.name)))?;
+            Ok(download::CurrentUrl {
+                generation,
+                url,
+                minted_at,
+            })
+        })
+    }
 
-/// The first byte of a `Content-Range: bytes START-END/TOTAL`.
-pub fn content_range_start(v: &str) -> Option<u64> {
-    let rest = v.trim().strip_prefix("bytes")?.trim_start();
-    rest.split('-').next()?.trim().parse().ok()
+    fn refresh(&self, seen: u64) -> BoxFuture<'_, Result<(), StageError>> {
+        Box::pin(self.ctx.refresh(seen))
+    }
 }
 
 /// The files of `domain`'s slots within `window`, in slot order, then by name; and how many

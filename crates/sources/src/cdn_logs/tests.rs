@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::{CdnLogs, content_range_start, expired, parse_listing};
+use super::{CdnLogs, parse_listing};
+use crate::download::{content_range_start, expired};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -433,7 +434,7 @@ async fn a_url_that_stays_refused_fails_the_unit_after_bounded_refreshes() {
     let err = result.unwrap_err();
     assert!(files.is_empty(), "a failed file never ends cleanly");
     let msg = err.to_string();
-    assert!(msg.contains("a.log.gz") && msg.contains("3 fresh listings"), "{msg}");
+    assert!(msg.contains("a.log.gz") && msg.contains("after 3 refreshes"), "{msg}");
     assert!(!msg.contains("sign=s1"), "signatures are redacted: {msg}");
 }
 
