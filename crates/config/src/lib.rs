@@ -62,7 +62,8 @@ pub use pipeline::PipelineConfig;
 pub use settings::{HttpSettings, RuntimeConfig};
 pub use sink::{ParquetSinkConfig, SinkConfig};
 pub use source::{
-    CdnLogsConfig, DeliveryStatus, Direction, MailDeliveryConfig, MailTrackingConfig, SourceConfig, TrafficType,
+    AuditLogConfig, CdnLogsConfig, DeliveryStatus, Direction, MailDeliveryConfig, MailTrackingConfig, SourceConfig,
+    TrafficType,
 };
 pub use timespec::TimeSpec;
 pub use transform::{FilterOp, Literal, TransformConfig};

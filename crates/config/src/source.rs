@@ -29,6 +29,8 @@ pub enum SourceConfig {
     MailTracking(MailTrackingConfig),
     /// `type: cdn_logs`: the CDN delivery-log file listing and its `.log.gz` files.
     CdnLogs(CdnLogsConfig),
+    /// `type: audit_log`: the audit-log SOAP service's export jobs.
+    AuditLog(AuditLogConfig),
 }
 
 impl SourceConfig {
@@ -38,6 +40,7 @@ impl SourceConfig {
             SourceConfig::MailDelivery(_) => "mail_delivery",
             SourceConfig::MailTracking(_) => "mail_tracking",
             SourceConfig::CdnLogs(_) => "cdn_logs",
+            SourceConfig::AuditLog(_) => "audit_log",
         }
     }
 
@@ -47,13 +50,18 @@ impl SourceConfig {
             SourceConfig::MailDelivery(c) => vec![c.token.clone()],
             SourceConfig::MailTracking(c) => vec![c.api_key.clone()],
             SourceConfig::CdnLogs(c) => c.headers.iter().map(|(_, v)| v.clone()).collect(),
+            SourceConfig::AuditLog(c) => vec![
+                c.license.clone(),
+                c.api_account_id.clone(),
+                c.api_account_password.clone(),
+            ],
         }
     }
 }
 
 impl Tagged for SourceConfig {
     const SECTION: &'static str = "source";
-    const KINDS: &'static [&'static str] = &["mail_delivery", "mail_tracking", "cdn_logs"];
+    const KINDS: &'static [&'static str] = &["mail_delivery", "mail_tracking", "cdn_logs", "audit_log"];
 
     fn variant<'de, A: MapAccess<'de>>(kind: &'static str, rest: A) -> Result<Self, A::Error> {
         match kind {
@@ -64,6 +72,7 @@ impl Tagged for SourceConfig {
                 MailTrackingConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::MailTracking)
             }
             "cdn_logs" => CdnLogsConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::CdnLogs),
+            "audit_log" => AuditLogConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::AuditLog),
             other => Err(de::Error::custom(format!("unknown source type `{other}`"))),
         }
     }
@@ -176,6 +185,122 @@ pub struct CdnLogsConfig {
     /// `max_line_bytes` (optional, default 64KiB): a longer access-log line is a bad record.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: crate::ByteSize,
+}
+
+/// `type: audit_log`: the audit-log SOAP service. A unit's records come from an export job:
+/// `getDownload` creates it, `getDownloadStatus` is polled until it is `COMPLETED`, and the CSV is
+/// downloaded from the URL the status shows (valid 15 minutes).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the audit_log keys (url, license, api_account_id, api_account_password, account_id, lang, utc_offset, download_hosts, poll_interval, poll_interval_max, job_timeout, job_attempts)"
+)]
+pub struct AuditLogConfig {
+    /// `url` (required): the service endpoint the SOAP envelopes are POSTed to.
+    #[serde(deserialize_with = "http_url")]
+    pub url: String,
+    /// `license` (required, secret): the RequestHeader's `license`.
+    #[serde(deserialize_with = "non_empty_secret")]
+    pub license: Secret,
+    /// `api_account_id` (required, secret): the RequestHeader's `apiAccountId`.
+    #[serde(deserialize_with = "non_empty_secret")]
+    pub api_account_id: Secret,
+    /// `api_account_password` (required, secret): the RequestHeader's `apiAccountPassword`.
+    #[serde(deserialize_with = "non_empty_secret")]
+    pub api_account_password: Secret,
+    /// `account_id` (required): the account whose operations are exported.
+    #[serde(deserialize_with = "crate::de::non_empty_string")]
+    pub account_id: String,
+    /// `lang` (optional, `JA` or `EN`, default `JA`): the language of the CSV header.
+    #[serde(default = "default_lang", deserialize_with = "audit_lang")]
+    pub lang: String,
+    /// `utc_offset` (optional, default `+09:00`): the account's time zone, in which the API reads
+    /// `dateRange`. A UTC day is asked as the local dates that overlap it.
+    #[serde(
+        rename = "utc_offset",
+        default = "default_utc_offset",
+        deserialize_with = "utc_offset"
+    )]
+    pub utc_offset_minutes: i32,
+    /// `download_hosts` (optional): hosts the download URL may point at besides the service's own
+    /// (list or comma-separated; `*.example.com` allowed).
+    #[serde(default, deserialize_with = "host_list")]
+    pub download_hosts: Vec<String>,
+    /// `poll_interval` (optional, default `2s`): the first wait between status polls; doubled
+    /// after each poll up to `poll_interval_max` (default `30s`).
+    #[serde(
+        default = "default_poll_interval",
+        deserialize_with = "crate::duration::deserialize_positive"
+    )]
+    pub poll_interval: std::time::Duration,
+    #[serde(
+        default = "default_poll_interval_max",
+        deserialize_with = "crate::duration::deserialize_positive"
+    )]
+    pub poll_interval_max: std::time::Duration,
+    /// `job_timeout` (optional, default `30m`): how long one job may stay IN_PROGRESS.
+    #[serde(
+        default = "default_job_timeout",
+        deserialize_with = "crate::duration::deserialize_positive"
+    )]
+    pub job_timeout: std::time::Duration,
+    /// `job_attempts` (optional, 1..=10, default 3): jobs created per unit before it fails
+    /// (after SYSTEM_ERROR, or a download URL that cannot be renewed).
+    #[serde(default = "default_job_attempts", deserialize_with = "job_attempts")]
+    pub job_attempts: u32,
+}
+
+fn default_lang() -> String {
+    "JA".into()
+}
+
+fn audit_lang<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    str_with(d, "JA or EN", |v| match v.trim().to_ascii_uppercase().as_str() {
+        l @ ("JA" | "EN") => Ok(l.to_string()),
+        _ => Err(format!("unknown lang `{v}`; expected JA or EN")),
+    })
+}
+
+fn default_utc_offset() -> i32 {
+    9 * 60
+}
+
+fn utc_offset<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    str_with(d, "a UTC offset such as +09:00", |v| {
+        let t = v.trim();
+        let bad = || format!("invalid UTC offset `{v}`; expected +HH:MM or -HH:MM, such as +09:00");
+        let (sign, rest) = match t.as_bytes().first() {
+            Some(b'+') => (1, &t[1..]),
+            Some(b'-') => (-1, &t[1..]),
+            _ => return Err(bad()),
+        };
+        let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+        let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 14 || m > 59 || h.to_string().len() > 2 {
+            return Err(bad());
+        }
+        Ok(sign * (h * 60 + m))
+    })
+}
+
+fn default_poll_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(2)
+}
+
+fn default_poll_interval_max() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+fn default_job_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(30 * 60)
+}
+
+fn default_job_attempts() -> u32 {
+    3
+}
+
+fn job_attempts<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    int_in(d, 1, 10).map(|v| v as u32)
 }
 
 fn default_rate_per_minute() -> u32 {

@@ -413,7 +413,7 @@ fn type_must_come_first() {
 fn unknown_type_lists_the_known_ones() {
     assert_eq!(
         error(&MINIMAL.replace("type: mail_delivery", "type: mail_trekking")),
-        "pipelines/mail.yaml:2:9: source.type: unknown source type `mail_trekking`; known types: mail_delivery, mail_tracking, cdn_logs"
+        "pipelines/mail.yaml:2:9: source.type: unknown source type `mail_trekking`; known types: mail_delivery, mail_tracking, cdn_logs, audit_log"
     );
     assert_eq!(
         error(&MINIMAL.replace("type: parquet", "type: csv")),
@@ -820,4 +820,29 @@ fn cdn_logs_source_with_defaults_and_env_lists() {
         let err = load_str(Path::new("t.yaml"), &text, &|_| None).unwrap_err().to_string();
         assert!(err.contains(want), "{bad}: {err}");
     }
+}
+
+#[test]
+fn audit_log_source_with_defaults() {
+    let text = "source:\n  type: audit_log\n  url: http://127.0.0.1:9/services/V201812/AuditLogService\n  license: L\n  api_account_id: A\n  api_account_password: P\n  account_id: '100000001'\nsink:\n  type: parquet\n  url: /tmp/x\n";
+    let cfg = load_str(Path::new("t.yaml"), text, &|_| None).unwrap();
+    let SourceConfig::AuditLog(src) = &cfg.source else {
+        panic!("an audit_log source")
+    };
+    assert_eq!((src.lang.as_str(), src.utc_offset_minutes), ("JA", 540));
+    assert_eq!(src.poll_interval, std::time::Duration::from_secs(2));
+    assert_eq!(src.job_attempts, 3);
+    assert_eq!(cfg.source.secrets().len(), 3);
+    let bad = text.replace("account_id: '100000001'\n", "account_id: '1'\n  utc_offset: '9'\n");
+    let err = load_str(Path::new("t.yaml"), &bad, &|_| None).unwrap_err().to_string();
+    assert!(err.contains("invalid UTC offset `9`"), "{err}");
+    let en = text.replace(
+        "account_id: '100000001'\n",
+        "account_id: '1'\n  lang: en\n  utc_offset: '-03:30'\n",
+    );
+    let cfg = load_str(Path::new("t.yaml"), &en, &|_| None).unwrap();
+    let SourceConfig::AuditLog(src) = &cfg.source else {
+        panic!("an audit_log source")
+    };
+    assert_eq!((src.lang.as_str(), src.utc_offset_minutes), ("EN", -210));
 }

@@ -395,7 +395,23 @@ impl Client {
         what: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Response, HttpError> {
-        match self.retrying(what, build, false).await? {
+        match self.retrying(what, build, false, &|_, _| false).await? {
+            Got::Whole(response) => Ok(response),
+            Got::Stream(_) => unreachable!("a whole-body request returns the whole body"),
+        }
+    }
+
+    /// Like [`Client::send`], but a retryable status (429, 5xx) whose body `is_final` accepts
+    /// (status, first 64 KiB of the body) is returned as a response instead of retried: a SOAP
+    /// fault comes with HTTP 500 and says a retry cannot help (wrong credentials, a bad
+    /// selector).
+    pub async fn send_unless(
+        &self,
+        what: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        is_final: &(dyn Fn(u16, &[u8]) -> bool + Sync),
+    ) -> Result<Response, HttpError> {
+        match self.retrying(what, build, false, is_final).await? {
             Got::Whole(response) => Ok(response),
             Got::Stream(_) => unreachable!("a whole-body request returns the whole body"),
         }
@@ -412,7 +428,7 @@ impl Client {
         what: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Streaming, HttpError> {
-        match self.retrying(what, build, true).await? {
+        match self.retrying(what, build, true, &|_, _| false).await? {
             Got::Stream(streaming) => Ok(streaming),
             Got::Whole(_) => unreachable!("a streaming request returns a stream"),
         }
@@ -424,6 +440,7 @@ impl Client {
         what: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         stream: bool,
+        is_final: &(dyn Fn(u16, &[u8]) -> bool + Sync),
     ) -> Result<Got, HttpError> {
         let cfg = &self.inner.cfg;
         // `what` may name a file or a URL: it is shown only redacted.
@@ -442,7 +459,7 @@ impl Client {
                 budget.acquire().await;
             }
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let failure = match self.attempt(&http, request, what, &url, stream).await {
+            let failure = match self.attempt(&http, request, what, &url, stream, is_final).await {
                 Ok(Head::Whole(status, headers, body)) => {
                     return Ok(Got::Whole(Response {
                         status,
@@ -520,6 +537,7 @@ impl Client {
         what: &str,
         url: &str,
         stream: bool,
+        is_final: &(dyn Fn(u16, &[u8]) -> bool + Sync),
     ) -> Result<Head, AttemptError> {
         let redactor = &self.inner.redactor;
         let mut response = http.execute(request).await.map_err(|e| {
@@ -535,6 +553,9 @@ impl Client {
                 Ok(body) | Err(BodyError::TooLarge(body)) => body,
                 Err(BodyError::Read(_)) => Bytes::new(),
             };
+            if is_final(status, &body) {
+                return Ok(Head::Whole(status, headers, body));
+            }
             let body = excerpt(&redactor.redact(&String::from_utf8_lossy(&body)));
             let retry_after = retry_after(&headers, SystemTime::now());
             return Err(AttemptError::Retryable(Failure::Status {

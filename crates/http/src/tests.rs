@@ -496,3 +496,26 @@ async fn a_429_holds_the_whole_budget_for_its_retry_after() {
     assert_eq!(get(&other, &server.base).await.unwrap().status, 200);
     assert_eq!(c.stats().requests, 2);
 }
+
+#[tokio::test]
+async fn send_unless_returns_a_final_500_instead_of_retrying() {
+    let fault = "<Envelope><Body><Fault><faultstring>bad password</faultstring></Fault></Body></Envelope>";
+    let server = MockServer::start(vec![
+        response(500, &[], "proxy error"),
+        response(500, &[], fault),
+        response(200, &[], "never asked"),
+    ])
+    .await;
+    let c = client(cfg());
+    let is_fault = |status: u16, body: &[u8]| status == 500 && String::from_utf8_lossy(body).contains("Fault");
+    let r = c
+        .send_unless("soap call", |http| http.post(&server.base), &is_fault)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.attempts),
+        (500, 2),
+        "the plain 500 is retried, the fault is not"
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains("bad password"));
+}

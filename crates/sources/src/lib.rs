@@ -3,6 +3,7 @@
 //! Sources do I/O and control-plane parsing only (a continuation token, an error body, a job
 //! status); records are decoded by `etl-formats`.
 
+pub mod audit_log;
 pub mod cdn_logs;
 pub mod download;
 pub mod mail_delivery;

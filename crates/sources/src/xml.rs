@@ -20,9 +20,180 @@ pub fn element_text(body: &[u8], name: &str) -> Result<Option<String>, String> {
     Ok(Some(text.into_owned()))
 }
 
+/// One element of a small control-plane document (a SOAP response, a WebDAV multistatus),
+/// with its namespace resolved. Vendors vary their prefixes, even swap them between request
+/// and response, so elements are found by namespace URI and local name, never by prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Element {
+    /// The namespace URI, `None` for an unqualified element.
+    pub ns: Option<String>,
+    pub local: String,
+    /// The element's own text (entities resolved, outer whitespace trimmed).
+    pub text: String,
+    pub children: Vec<Element>,
+}
+
+/// The most elements a control-plane document may hold: a listing is small; anything bigger
+/// is not what the API documents.
+const MAX_ELEMENTS: usize = 200_000;
+
+impl Element {
+    /// Parses a whole document into its root element.
+    pub fn parse(body: &[u8]) -> Result<Element, String> {
+        use quick_xml::NsReader;
+        use quick_xml::events::Event;
+        use quick_xml::name::ResolveResult;
+
+        let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
+        let mut reader = NsReader::from_str(text);
+        let mut stack: Vec<Element> = Vec::new();
+        let mut root: Option<Element> = None;
+        let mut count = 0usize;
+        loop {
+            let pos = reader.buffer_position();
+            let (ns, event) = reader
+                .read_resolved_event()
+                .map_err(|e| format!("at byte {pos}: {e}"))?;
+            let ns = match ns {
+                ResolveResult::Bound(n) => Some(n.0.to_string()),
+                ResolveResult::Unbound => None,
+                ResolveResult::Unknown(p) => {
+                    if matches!(event, Event::Start(_) | Event::Empty(_)) {
+                        return Err(format!("at byte {pos}: undeclared namespace prefix `{p}`"));
+                    }
+                    None
+                }
+            };
+            match event {
+                Event::Start(ref e) | Event::Empty(ref e) => {
+                    count += 1;
+                    if count > MAX_ELEMENTS {
+                        return Err(format!("more than {MAX_ELEMENTS} elements"));
+                    }
+                    let el = Element {
+                        ns,
+                        local: e.local_name().as_ref().to_string(),
+                        ..Default::default()
+                    };
+                    if matches!(event, Event::Empty(_)) {
+                        match stack.last_mut() {
+                            Some(parent) => parent.children.push(el),
+                            None => root = Some(el),
+                        }
+                    } else {
+                        stack.push(el);
+                    }
+                }
+                Event::End(_) => {
+                    let mut el = stack.pop().ok_or("an end tag without a start")?;
+                    el.text = el.text.trim().to_string();
+                    match stack.last_mut() {
+                        Some(parent) => parent.children.push(el),
+                        None => root = Some(el),
+                    }
+                }
+                Event::Text(t) => {
+                    if let Some(el) = stack.last_mut() {
+                        el.text.push_str(&t.xml10_content());
+                    }
+                }
+                Event::CData(t) => {
+                    if let Some(el) = stack.last_mut() {
+                        el.text.push_str(&t.xml10_content());
+                    }
+                }
+                Event::GeneralRef(r) => {
+                    if let Some(el) = stack.last_mut() {
+                        match r.resolve_char_ref().map_err(|e| format!("at byte {pos}: {e}"))? {
+                            Some(c) => el.text.push(c),
+                            None => {
+                                let name: &str = r.as_ref();
+                                let v = quick_xml::escape::resolve_xml_entity(name)
+                                    .ok_or_else(|| format!("at byte {pos}: unknown entity `&{name};`"))?;
+                                el.text.push_str(v);
+                            }
+                        }
+                    }
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        if !stack.is_empty() {
+            return Err(format!("the document ends inside <{}>", stack[stack.len() - 1].local));
+        }
+        root.ok_or_else(|| "no root element".to_string())
+    }
+
+    /// Whether this element is `local` in namespace `ns`.
+    pub fn is(&self, ns: &str, local: &str) -> bool {
+        self.local == local && self.ns.as_deref() == Some(ns)
+    }
+
+    /// The first direct child `local` in namespace `ns`.
+    pub fn child(&self, ns: &str, local: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.is(ns, local))
+    }
+
+    /// The first direct child with this local name in any of `namespaces`.
+    pub fn child_in(&self, namespaces: &[&str], local: &str) -> Option<&Element> {
+        self.children
+            .iter()
+            .find(|c| c.local == local && c.ns.as_deref().is_some_and(|n| namespaces.contains(&n)))
+    }
+
+    /// Every descendant (depth first, self included) that is `local` in namespace `ns`.
+    pub fn find_all<'a>(&'a self, ns: &str, local: &str, out: &mut Vec<&'a Element>) {
+        if self.is(ns, local) {
+            out.push(self);
+        }
+        for c in &self.children {
+            c.find_all(ns, local, out);
+        }
+    }
+
+    /// The first descendant (self included) with this local name and no namespace or any.
+    pub fn find_local(&self, local: &str) -> Option<&Element> {
+        if self.local == local {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find_local(local))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_namespaces_whatever_the_prefixes() {
+        let a = br#"<x:Envelope xmlns:x="urn:env" xmlns="urn:common" xmlns:y="urn:audit"><x:Body>
+            <y:rval><ok>true</ok><y:name>A &amp; B &#x41;</y:name><y:empty/></y:rval></x:Body></x:Envelope>"#;
+        let b = br#"<Envelope xmlns="urn:env"><Body><a:rval xmlns:a="urn:audit" xmlns:c="urn:common">
+            <c:ok>true</c:ok><a:name><![CDATA[A & B ]]>A</a:name><a:empty></a:empty></a:rval></Body></Envelope>"#;
+        for doc in [&a[..], &b[..]] {
+            let root = Element::parse(doc).unwrap();
+            assert!(root.is("urn:env", "Envelope"));
+            let rval = root
+                .child("urn:env", "Body")
+                .unwrap()
+                .child("urn:audit", "rval")
+                .unwrap();
+            assert_eq!(rval.child("urn:common", "ok").unwrap().text, "true");
+            assert_eq!(rval.child("urn:audit", "name").unwrap().text, "A & B A");
+            assert!(rval.child("urn:audit", "empty").is_some());
+            let mut all = Vec::new();
+            root.find_all("urn:audit", "name", &mut all);
+            assert_eq!(all.len(), 1);
+        }
+        assert!(Element::parse(b"<a><b></a>").is_err());
+        assert!(
+            Element::parse(b"<p:a/>")
+                .unwrap_err()
+                .contains("undeclared namespace prefix")
+        );
+        assert!(Element::parse(b"<a>").unwrap_err().contains("ends inside <a>"));
+    }
 
     #[test]
     fn finds_and_unescapes() {

@@ -1,0 +1,177 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use etl_config::AuditLogConfig;
+use etl_core::{ErrorClass, PlanRequest, Secret, Source};
+use etl_http::{Client, HttpConfig, Redactor};
+
+use super::{AuditLog, SOAP_NS, jobs_in};
+use crate::test_server::scripted;
+use crate::xml::Element;
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn config(url: &str) -> AuditLogConfig {
+    AuditLogConfig {
+        url: url.into(),
+        license: Secret::new("1111-LICENSE"),
+        api_account_id: Secret::new("2222-ACCOUNT"),
+        api_account_password: Secret::new("p@ss&word"),
+        account_id: "100000001".into(),
+        lang: "JA".into(),
+        utc_offset_minutes: 540,
+        download_hosts: Vec::new(),
+        poll_interval: Duration::from_millis(10),
+        poll_interval_max: Duration::from_millis(20),
+        job_timeout: Duration::from_secs(60),
+        job_attempts: 3,
+    }
+}
+
+fn source(url: &str) -> AuditLog {
+    let cfg = config(url);
+    let http = HttpConfig {
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        ..Default::default()
+    };
+    let secrets = [
+        cfg.license.clone(),
+        cfg.api_account_id.clone(),
+        cfg.api_account_password.clone(),
+    ];
+    AuditLog::new(cfg, Client::new(http, Redactor::new(secrets)).unwrap()).unwrap()
+}
+
+#[test]
+fn a_utc_day_is_asked_as_the_local_dates_that_overlap_it() {
+    let s = source("http://127.0.0.1:1/services/V201812/AuditLogService");
+    let plan = s
+        .plan(&PlanRequest {
+            from: t("2025-11-16T00:00:00Z"),
+            to: t("2025-11-18T00:00:00Z"),
+            now: t("2025-11-20T00:00:00Z"),
+            settle: Duration::from_secs(3600),
+        })
+        .unwrap();
+    let units: Vec<_> = plan
+        .units
+        .iter()
+        .map(|u| {
+            (
+                u.id.as_str(),
+                u.params["startDate"].as_str(),
+                u.params["endDate"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        units,
+        [
+            ("audit_log-100000001-2025-11-16", "20251116", "20251117"),
+            ("audit_log-100000001-2025-11-17", "20251117", "20251118"),
+        ]
+    );
+    assert!(plan.units.iter().all(|u| !u.provisional));
+}
+
+/// The seed's getDownload response: prefixes `ns2` for the service namespace, the default
+/// namespace for the common one.
+const SEED_RESPONSE: &str = r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">
+  <SOAP-ENV:Body>
+    <ns2:getDownloadResponse xmlns="http://im.yahooapis.jp/V201812" xmlns:ns2="http://im.yahooapis.jp/V201812/AuditLog">
+      <ns2:rval>
+        <ns2:values>
+          <operationSucceeded>true</operationSucceeded>
+          <ns2:auditLogJob>
+            <ns2:accountId>100000001</ns2:accountId>
+            <ns2:auditLogJobId>19771824</ns2:auditLogJobId>
+            <ns2:auditLogJobStatus>IN_PROGRESS</ns2:auditLogJobStatus>
+            <ns2:progress>0</ns2:progress>
+          </ns2:auditLogJob>
+        </ns2:values>
+        <ns2:values>
+          <operationSucceeded>true</operationSucceeded>
+          <ns2:auditLogJob>
+            <ns2:auditLogJobId>19771825</ns2:auditLogJobId>
+            <ns2:auditLogJobStatus>COMPLETED</ns2:auditLogJobStatus>
+            <ns2:progress>100</ns2:progress>
+            <ns2:downloadAuditLogDownloadUrl>https://colo01.im.yahooapis.jp/auditLogDownload/V201812/download/fOFrjyw7I</ns2:downloadAuditLogDownloadUrl>
+          </ns2:auditLogJob>
+        </ns2:values>
+      </ns2:rval>
+    </ns2:getDownloadResponse>
+  </SOAP-ENV:Body>
+</SOAP-ENV:Envelope>"#;
+
+#[test]
+fn jobs_are_read_by_namespace_whatever_the_prefixes() {
+    let swapped = SEED_RESPONSE.replace("SOAP-ENV", "S").replace(
+        "xmlns=\"http://im.yahooapis.jp/V201812\" xmlns:ns2=\"http://im.yahooapis.jp/V201812/AuditLog\"",
+        "xmlns=\"http://im.yahooapis.jp/V201812/AuditLog\" xmlns:ns2=\"http://im.yahooapis.jp/V201812\"",
+    );
+    for doc in [SEED_RESPONSE.to_string(), swapped] {
+        let root = Element::parse(doc.as_bytes()).unwrap();
+        let body = root.child(SOAP_NS, "Body").unwrap();
+        let jobs = jobs_in(body, "getDownloadResponse").unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            (jobs[0].job_id.as_str(), jobs[0].status.as_str()),
+            ("19771824", "IN_PROGRESS")
+        );
+        assert_eq!(jobs[1].progress, "100");
+        assert!(jobs[1].url.as_deref().unwrap().ends_with("/download/fOFrjyw7I"));
+    }
+    let failed = r#"<E:Envelope xmlns:E="http://schemas.xmlsoap.org/soap/envelope/"><E:Body>
+      <a:getDownloadStatusResponse xmlns:a="http://im.yahooapis.jp/V201812/AuditLog" xmlns:c="http://im.yahooapis.jp/V201812">
+      <a:rval><a:values><c:operationSucceeded>false</c:operationSucceeded>
+      <c:errors><c:code>JOB_NOT_FOUND</c:code><c:message>job 5 not found</c:message></c:errors></a:values></a:rval>
+      </a:getDownloadStatusResponse></E:Body></E:Envelope>"#;
+    let root = Element::parse(failed.as_bytes()).unwrap();
+    let err = jobs_in(root.child(SOAP_NS, "Body").unwrap(), "getDownloadStatusResponse").unwrap_err();
+    assert!(
+        err.contains("JOB_NOT_FOUND") && err.contains("job 5 not found"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_soap_fault_fails_the_unit_at_once_with_its_string_and_no_secret() {
+    let fault = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode><faultstring>Authentication failed for 2222-ACCOUNT</faultstring><detail><c:ApiExceptionFault xmlns:c="http://im.yahooapis.jp/V201812"><c:code>AUTHENTICATION_FAILED</c:code></c:ApiExceptionFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
+    let resp = format!(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{fault}",
+        fault.len()
+    );
+    let (base, seen) = scripted(vec![resp]).await;
+    let s = source(&format!("{base}services/V201812/AuditLogService"));
+    let unit = s
+        .plan(&PlanRequest {
+            from: t("2025-11-16T00:00:00Z"),
+            to: t("2025-11-17T00:00:00Z"),
+            now: t("2025-11-20T00:00:00Z"),
+            settle: Duration::from_secs(3600),
+        })
+        .unwrap()
+        .units
+        .remove(0);
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let err = s.fetch(&unit, etl_core::PayloadSender::new(tx)).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("SOAP fault soapenv:Client: Authentication failed for ***"),
+        "{msg}"
+    );
+    assert!(msg.contains("AUTHENTICATION_FAILED"), "{msg}");
+    assert!(!msg.contains("2222-ACCOUNT"), "{msg}");
+    let request = seen.lock().unwrap()[0].clone();
+    assert_eq!(seen.lock().unwrap().len(), 1, "a fault is not retried");
+    // The envelope carries the credentials, XML-escaped, and the two local dates.
+    assert!(
+        request.contains("<ns2:apiAccountPassword>p@ss&amp;word</ns2:apiAccountPassword>"),
+        "{request}"
+    );
+    assert!(request.contains("<startDate>20251116</startDate>") && request.contains("<endDate>20251117</endDate>"));
+}
