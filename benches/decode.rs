@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
 use etl_core::{BadRecordPolicy, DecodeContext, Decoder, Format, PayloadMeta};
+use etl_formats::audit_log::{AuditLogFormat, AuditLogOptions};
 use etl_formats::cdn_access::{AccessLineDecoder, CdnAccessFormat, CdnAccessOptions};
+use etl_formats::event_log::{EventLogFormat, EventLogOptions};
 use etl_formats::mail_delivery::MailDeliveryFormat;
 use etl_formats::mail_tracking::MailTrackingFormat;
 
@@ -524,5 +526,190 @@ fn cdn_access(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, mail_delivery_xml, mail_tracking_json, cdn_access);
+/// An audit-log export of about `size` bytes as the service writes it for `lang=JA`: a byte-order
+/// mark, the Japanese header, CRLF, records about 145 bytes long over two local dates (`+09:00`).
+/// Operators and target names are mostly Japanese; fields are quoted only when needed: about a
+/// fifth of the target names hold a comma, 5% of the before/after values quotes, 1% a line break.
+/// Logins and downloads leave the target fields empty. Returns the file and its number of records.
+fn audit_csv_file(size: usize) -> (Vec<u8>, usize) {
+    const OPERATORS: &[&str] = &["山田 太郎", "鈴木 花子", "api-user", "佐藤 一郎", "ops@example.jp"];
+    const TOOLS: &[&str] = &["WEB", "WEB", "WEB", "API", "API", "EDITOR"];
+    const EDITS: &[(&str, &str)] = &[
+        ("ADD", "KEYWORD"),
+        ("SET", "CAMPAIGN"),
+        ("SET", "AD_GROUP"),
+        ("SET", "AD"),
+        ("REMOVE", "KEYWORD"),
+        ("ADD", "AD"),
+    ];
+    const NAMES: &[&str] = &[
+        "春のキャンペーン",
+        "\"ブランド, 指名\"",
+        "Winter sale 2025",
+        "検索広告_リターゲティング",
+        "\"新商品, 限定\"",
+    ];
+    const ITEMS: &[(&str, &str, &str)] = &[
+        ("日予算", "1000", "2000"),
+        ("入札価格", "45", "52"),
+        ("配信状況", "ACTIVE", "PAUSED"),
+        ("広告文", "\"「秋の\"\"特価\"\"」\"", "\"「冬の\"\"特価\"\"」\""),
+        ("説明文", "\"送料無料\r\n本日限り\"", "\"送料無料\r\n今週限り\""),
+    ];
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut text = String::with_capacity(size + 1024);
+    text.push_str(
+        "\u{FEFF}操作ID,操作日時,アカウントID,操作者,利用ツール,操作種別,対象種別,対象ID,対象名,変更項目,変更前,変更後,影響件数,IPアドレス\r\n",
+    );
+    let mut rows = 0;
+    while text.len() < size {
+        let secs = (rows * 172_800 / (size / 144).max(1)).min(172_799);
+        let (day, hour, minute, second) = (17 + secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+        let operator = rng.pick(OPERATORS);
+        let tool = rng.pick(TOOLS);
+        let ip = format!("203.0.113.{}", rng.below(256));
+        let when = format!("2025-11-{day:02}T{hour:02}:{minute:02}:{second:02}+09:00");
+        let record = match rng.below(20) {
+            0 => format!(
+                "{},{when},1234-567-890,{operator},{tool},LOGIN,ACCOUNT,,,,,,0,{ip}",
+                100_000 + rows
+            ),
+            1 => format!(
+                "{},{when},1234-567-890,{operator},{tool},DOWNLOAD,REPORT,{},,,,,1,{ip}",
+                100_000 + rows,
+                rng.below(100_000)
+            ),
+            _ => {
+                let (operation, target) = EDITS[rng.below(EDITS.len())];
+                let (item, mut before, mut after) = ITEMS[rng.below(ITEMS.len())];
+                // Line breaks in about 1% of records, quotes in 5%: most values are plain.
+                if (item == "説明文" && rng.below(20) != 0) || (item == "広告文" && rng.below(4) != 0) {
+                    (before, after) = ("100", "200");
+                }
+                format!(
+                    "{},{when},1234-567-890,{operator},{tool},{operation},{target},{},{},{item},{before},{after},{},{ip}",
+                    100_000 + rows,
+                    10_000_000 + rng.below(90_000_000),
+                    rng.pick(NAMES),
+                    1 + rng.below(50),
+                )
+            }
+        };
+        text.push_str(&record);
+        text.push_str("\r\n");
+        rows += 1;
+    }
+    (text.into_bytes(), rows)
+}
+
+/// A WebDAV event-log archive file of about `size` bytes as the log store writes it: every field
+/// quoted, LF, records about 205 bytes long. Mostly server events (HTTP method, URL, status,
+/// bytes); one in ten is a client event (`app.sync`, `app.error`) whose free-text result has a
+/// comma, and a third of those have doubled quotes and a line break. Returns the file and its
+/// number of records.
+fn event_log_file(size: usize) -> (Vec<u8>, usize) {
+    const METHODS: &[&str] = &["GET", "GET", "GET", "PUT", "PROPFIND", "POST", "DELETE", "MKCOL"];
+    const LEVELS: &[&str] = &["[INFO ]", "[INFO ]", "[INFO ]", "[INFO ]", "[WARN ]", "[ERROR]"];
+    const STATUSES: &[&str] = &["200", "200", "201", "204", "207", "404", "412"];
+    const PATHS: &[&str] = &[
+        "box1/data/records.json",
+        "__ctl/Role",
+        "box1/写真/2025/11/IMG_0042.jpg",
+        "__log/archive",
+        "box2/odata/Sales('A-1')",
+    ];
+    let mut rng = XorShift(0x1234_5678_9ABC_DEF1);
+    let mut text = String::with_capacity(size + 1024);
+    let mut rows = 0;
+    while text.len() < size {
+        let ms = (rows * 86_400_000 / (size / 206).max(1)).min(86_399_999);
+        let when = format!(
+            "2025-11-18T{:02}:{:02}:{:02}.{:03}Z",
+            ms / 3_600_000,
+            ms / 60_000 % 60,
+            ms / 1000 % 60,
+            ms % 1000
+        );
+        let key = format!(
+            "PR{:04}_{:018}",
+            rng.below(10_000),
+            rng.next() % 1_000_000_000_000_000_000
+        );
+        let user = format!("https://cell{}.unit1.example/#user{}", rng.below(20), rng.below(1000));
+        let object = format!("https://cell{}.unit1.example/{}", rng.below(20), rng.pick(PATHS));
+        let record = if rng.below(10) == 0 {
+            let result = match rng.below(3) {
+                0 => "sync failed: 3 of 10 items, \"\"conflict\"\" on records.json\nretry scheduled".to_string(),
+                _ => format!("synced {} items, 0 conflicts", rng.below(500)),
+            };
+            format!(
+                "\"{when}\",\"{}\",\"{key}\",\"client\",\"https://app{}.example/\",\"{user}\",\"app.sync\",\"{object}\",\"{result}\",\"\"",
+                rng.pick(LEVELS),
+                rng.below(5),
+            )
+        } else {
+            let schema = if rng.below(2) == 0 {
+                String::new()
+            } else {
+                format!("https://app{}.example/", rng.below(5))
+            };
+            format!(
+                "\"{when}\",\"{}\",\"{key}\",\"server\",\"{schema}\",\"{user}\",\"{}\",\"{object}\",\"{}\",\"{}\"",
+                rng.pick(LEVELS),
+                rng.pick(METHODS),
+                rng.pick(STATUSES),
+                rng.below(2_000_000),
+            )
+        };
+        text.push_str(&record);
+        text.push('\n');
+        rows += 1;
+    }
+    (text.into_bytes(), rows)
+}
+
+/// The two CSV formats, pushed in 64 KiB chunks as a download arrives (so records cut by a chunk
+/// end take the slow path at the usual rate). The audit export is decoded without a window: every
+/// record becomes a row.
+fn csv(c: &mut Criterion) {
+    let (audit, audit_rows) = audit_csv_file(4 << 20);
+    let (events, event_rows) = event_log_file(4 << 20);
+    eprintln!(
+        "audit_csv: {audit_rows} records, {} bytes; event_log_csv: {event_rows} records, {} bytes",
+        audit.len(),
+        events.len()
+    );
+    let meta = PayloadMeta {
+        name: "bench.csv".into(),
+        ..PayloadMeta::default()
+    };
+    let audit_format = AuditLogFormat::new(AuditLogOptions::default());
+    let event_format = EventLogFormat::new(EventLogOptions::default());
+    let audit_decoder = || audit_format.decoder(&meta, bench_ctx());
+    let event_decoder = || event_format.decoder(&meta, bench_ctx());
+    assert_eq!(
+        decode_chunks(audit_decoder(), &audit, 64 << 10),
+        audit_rows,
+        "the audit bench file decodes completely"
+    );
+    assert_eq!(
+        decode_chunks(event_decoder(), &events, 64 << 10),
+        event_rows,
+        "the event-log bench file decodes completely"
+    );
+
+    let mut group = c.benchmark_group("decode");
+    group.measurement_time(Duration::from_secs(5)).sample_size(20);
+    group.throughput(Throughput::Bytes(audit.len() as u64));
+    group.bench_function("audit_csv", |b| {
+        b.iter(|| decode_chunks(audit_decoder(), &audit, 64 << 10))
+    });
+    group.throughput(Throughput::Bytes(events.len() as u64));
+    group.bench_function("event_log_csv", |b| {
+        b.iter(|| decode_chunks(event_decoder(), &events, 64 << 10))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, mail_delivery_xml, mail_tracking_json, cdn_access, csv);
 criterion_main!(benches);

@@ -73,7 +73,7 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Serve the bundled simulator of the vendor APIs on 127.0.0.1.
-    Sim(etl_sim::SimArgs),
+    Sim(Box<etl_sim::SimArgs>),
 }
 
 fn main() -> ExitCode {
@@ -82,7 +82,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Validate { files } => validate(&files),
         Command::Run { file, from, to } => runtime().block_on(run(file, from, to)),
-        Command::Sim(args) => match runtime().block_on(etl_sim::run(args)) {
+        Command::Sim(args) => match runtime().block_on(etl_sim::run(*args)) {
             Ok(()) => exit::OK,
             Err(e) => {
                 eprintln!("error: simulator: {e}");
@@ -185,7 +185,24 @@ async fn execute(prepared: registry::Prepared, mut req: PlanRequest) -> anyhow::
     let cfg = &prepared.config;
     req.settle = cfg.settle;
     let pipeline = Arc::clone(&prepared.pipeline);
-    let plan = match pipeline.source.plan(&req) {
+    let done = pipeline
+        .state
+        .load()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading state: {e}"))?;
+    // Sources whose units are files on the server list them; the others plan from the range.
+    let discovered = match pipeline.source.discover(&req, &done).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {}: listing the source's files: {e}", cfg.path.display());
+            return Ok(match e.class() {
+                ErrorClass::Permanent => exit::PERMANENT,
+                ErrorClass::Internal => exit::INTERNAL,
+                _ => exit::RETRYABLE,
+            });
+        }
+    };
+    let plan = match discovered.map_or_else(|| pipeline.source.plan(&req), Ok) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {}: planning: {e}", cfg.path.display());
@@ -199,12 +216,8 @@ async fn execute(prepared: registry::Prepared, mut req: PlanRequest) -> anyhow::
     for note in &plan.notes {
         tracing::warn!(pipeline = %cfg.name, "{note}");
     }
-    let done = pipeline
-        .state
-        .load()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading state: {e}"))?;
-    let lost = lost_windows(pipeline.source.as_ref(), &plan.units, &done, req.now);
+    let mut lost = lost_windows(pipeline.source.as_ref(), &plan.units, &done, req.now);
+    lost.extend(plan.lost.iter().map(|l| format!("LOST: {l}")));
     for l in &lost {
         tracing::error!(pipeline = %cfg.name, "{l}");
     }

@@ -31,6 +31,14 @@ pub fn prepare(file: &Path) -> anyhow::Result<Prepared> {
             etl_sources::cdn_logs::CdnLogs::new(c.clone(), client)
                 .map_err(|e| anyhow::anyhow!("{}: source: {e}", file.display()))?,
         ),
+        SourceConfig::AuditLog(c) => Arc::new(
+            etl_sources::audit_log::AuditLog::new(c.clone(), client)
+                .map_err(|e| anyhow::anyhow!("{}: source: {e}", file.display()))?,
+        ),
+        SourceConfig::WebdavLogs(c) => Arc::new(
+            etl_sources::webdav_logs::WebdavLogs::new(c.clone(), client)
+                .map_err(|e| anyhow::anyhow!("{}: source: {e}", file.display()))?,
+        ),
     };
     let transforms = etl_transform::build(&config.transforms);
     let sink = match &config.sink {
@@ -103,6 +111,8 @@ fn format_for(source: &SourceConfig) -> Arc<dyn Format> {
                 ..CdnAccessOptions::default()
             }))
         }
+        SourceConfig::AuditLog(_) => Arc::new(etl_formats::audit_log::AuditLogFormat::new(Default::default())),
+        SourceConfig::WebdavLogs(_) => Arc::new(etl_formats::event_log::EventLogFormat::new(Default::default())),
     }
 }
 

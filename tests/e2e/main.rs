@@ -1,8 +1,10 @@
 //! End-to-end tests: the real `etl` binary against the bundled simulator (`etl sim`), with the
 //! Parquet read back and compared with the simulator's ground truth.
 
+mod audit;
 mod cdn;
 mod config;
 mod mail_delivery;
 mod mail_tracking;
 mod util;
+mod webdav;

@@ -93,11 +93,24 @@ impl Sim {
         self.get_json("/_sim/stats")
     }
 
+    /// `POST path` with an empty body; returns the JSON answer.
+    pub fn post_json(&self, path: &str) -> Value {
+        self.request_json("POST", path)
+    }
+
     /// A JSON document from the simulator, over a raw socket (no HTTP client needed).
     pub fn get_json(&self, path: &str) -> Value {
+        self.request_json("GET", path)
+    }
+
+    fn request_json(&self, method: &str, path: &str) -> Value {
         let addr = self.base.trim_start_matches("http://");
         let mut s = TcpStream::connect(addr).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
         let body = resp.split_once("\r\n\r\n").unwrap().1;
@@ -334,4 +347,73 @@ pub fn assert_no_stray_files(dataset: &Path) {
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         assert!(!name.contains('#'), "staging file left behind: {}", p.display());
     }
+}
+
+/// A column value as canonical text: strings (plain or dictionary), integers, timestamps as
+/// epoch microseconds, `-` for null.
+pub fn cell_text(col: &arrow_array::ArrayRef, i: usize) -> String {
+    use arrow_array::types::{Int32Type, Int64Type, UInt32Type, UInt64Type};
+    use arrow_schema::DataType;
+    if col.is_null(i) {
+        return "-".into();
+    }
+    match col.data_type() {
+        DataType::Dictionary(key, _) if **key == DataType::Int8 => {
+            let d = col.as_dictionary::<Int8Type>();
+            d.values()
+                .as_string::<i32>()
+                .value(d.keys().value(i) as usize)
+                .to_string()
+        }
+        DataType::Dictionary(..) => {
+            let d = col.as_dictionary::<Int32Type>();
+            d.values()
+                .as_string::<i32>()
+                .value(d.keys().value(i) as usize)
+                .to_string()
+        }
+        DataType::Utf8 => col.as_string::<i32>().value(i).to_string(),
+        DataType::UInt16 => col.as_primitive::<UInt16Type>().value(i).to_string(),
+        DataType::UInt32 => col.as_primitive::<UInt32Type>().value(i).to_string(),
+        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(i).to_string(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().value(i).to_string(),
+        DataType::Timestamp(..) => col.as_primitive::<TimestampMicrosecondType>().value(i).to_string(),
+        other => panic!("unexpected column type {other}"),
+    }
+}
+
+/// Per `dt` folder: rows, rows per value of `group_col`, and the wrapping FNV-1a sum of the
+/// canonical text of `columns` (joined by U+001F) — the simulators' fingerprint.
+pub fn fingerprint_by_day(
+    root: &Path,
+    columns: &[&str],
+    group_col: &str,
+) -> BTreeMap<String, (u64, BTreeMap<String, u64>, String)> {
+    let mut acc: BTreeMap<String, (u64, BTreeMap<String, u64>, u64)> = BTreeMap::new();
+    for file in parquet_files(root) {
+        let dt = file
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("dt="))
+            .unwrap_or_else(|| panic!("{} is not inside a dt= folder", file.display()))
+            .to_string();
+        let e = acc.entry(dt).or_default();
+        for b in read_batches(&file) {
+            let cols: Vec<&arrow_array::ArrayRef> = columns
+                .iter()
+                .map(|c| b.column_by_name(c).unwrap_or_else(|| panic!("no column {c}")))
+                .collect();
+            let group = b.column_by_name(group_col).unwrap();
+            for i in 0..b.num_rows() {
+                let text: Vec<String> = cols.iter().map(|c| cell_text(c, i)).collect();
+                e.0 += 1;
+                *e.1.entry(cell_text(group, i)).or_default() += 1;
+                e.2 = e.2.wrapping_add(fnv1a64(&text.join("\u{1f}")));
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(dt, (rows, groups, fp))| (dt, (rows, groups, format!("{fp:016x}"))))
+        .collect()
 }

@@ -63,7 +63,7 @@ pub use settings::{HttpSettings, RuntimeConfig};
 pub use sink::{ParquetSinkConfig, SinkConfig};
 pub use source::{
     AuditLogConfig, CdnLogsConfig, DeliveryStatus, Direction, MailDeliveryConfig, MailTrackingConfig, SourceConfig,
-    TrafficType,
+    TrafficType, WebdavLogsConfig,
 };
 pub use timespec::TimeSpec;
 pub use transform::{FilterOp, Literal, TransformConfig};

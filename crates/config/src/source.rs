@@ -31,6 +31,8 @@ pub enum SourceConfig {
     CdnLogs(CdnLogsConfig),
     /// `type: audit_log`: the audit-log SOAP service's export jobs.
     AuditLog(AuditLogConfig),
+    /// `type: webdav_logs`: a WebDAV log store's rotated archives and current log.
+    WebdavLogs(WebdavLogsConfig),
 }
 
 impl SourceConfig {
@@ -41,6 +43,7 @@ impl SourceConfig {
             SourceConfig::MailTracking(_) => "mail_tracking",
             SourceConfig::CdnLogs(_) => "cdn_logs",
             SourceConfig::AuditLog(_) => "audit_log",
+            SourceConfig::WebdavLogs(_) => "webdav_logs",
         }
     }
 
@@ -55,13 +58,14 @@ impl SourceConfig {
                 c.api_account_id.clone(),
                 c.api_account_password.clone(),
             ],
+            SourceConfig::WebdavLogs(c) => vec![c.token.clone()],
         }
     }
 }
 
 impl Tagged for SourceConfig {
     const SECTION: &'static str = "source";
-    const KINDS: &'static [&'static str] = &["mail_delivery", "mail_tracking", "cdn_logs", "audit_log"];
+    const KINDS: &'static [&'static str] = &["mail_delivery", "mail_tracking", "cdn_logs", "audit_log", "webdav_logs"];
 
     fn variant<'de, A: MapAccess<'de>>(kind: &'static str, rest: A) -> Result<Self, A::Error> {
         match kind {
@@ -73,6 +77,7 @@ impl Tagged for SourceConfig {
             }
             "cdn_logs" => CdnLogsConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::CdnLogs),
             "audit_log" => AuditLogConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::AuditLog),
+            "webdav_logs" => WebdavLogsConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::WebdavLogs),
             other => Err(de::Error::custom(format!("unknown source type `{other}`"))),
         }
     }
@@ -248,6 +253,37 @@ pub struct AuditLogConfig {
     /// (after SYSTEM_ERROR, or a download URL that cannot be renewed).
     #[serde(default = "default_job_attempts", deserialize_with = "job_attempts")]
     pub job_attempts: u32,
+}
+
+/// `type: webdav_logs`: a cell's WebDAV log store: `{url}__log/archive` (rotated files, 12
+/// generations, plain or zipped) and `{url}__log/current` (`default.log`), listed with PROPFIND.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the webdav_logs keys (url, token, include_current, max_entry_bytes)"
+)]
+pub struct WebdavLogsConfig {
+    /// `url` (required): the cell URL (`https://cell1.unit1.example/`); `__log/...` is appended.
+    #[serde(deserialize_with = "http_url")]
+    pub url: String,
+    /// `token` (required, secret): the OAuth 2.0 access token, sent as `Authorization: Bearer`.
+    #[serde(deserialize_with = "non_empty_secret")]
+    pub token: Secret,
+    /// `include_current` (optional, default true): also load `current/default.log` (re-loaded
+    /// and replaced on every run).
+    #[serde(default = "default_true")]
+    pub include_current: bool,
+    /// `max_entry_bytes` (optional, default `4GiB`): the most a zipped archive may inflate to.
+    #[serde(default = "default_max_entry_bytes")]
+    pub max_entry_bytes: crate::ByteSize,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_entry_bytes() -> crate::ByteSize {
+    crate::ByteSize(4 << 30)
 }
 
 fn default_lang() -> String {

@@ -413,7 +413,7 @@ fn type_must_come_first() {
 fn unknown_type_lists_the_known_ones() {
     assert_eq!(
         error(&MINIMAL.replace("type: mail_delivery", "type: mail_trekking")),
-        "pipelines/mail.yaml:2:9: source.type: unknown source type `mail_trekking`; known types: mail_delivery, mail_tracking, cdn_logs, audit_log"
+        "pipelines/mail.yaml:2:9: source.type: unknown source type `mail_trekking`; known types: mail_delivery, mail_tracking, cdn_logs, audit_log, webdav_logs"
     );
     assert_eq!(
         error(&MINIMAL.replace("type: parquet", "type: csv")),

@@ -32,6 +32,10 @@ pub struct Plan {
     pub units: Vec<Unit>,
     /// Human-readable notes (`clamped start to the 90-day retention: ...`), logged as warnings.
     pub notes: Vec<String>,
+    /// Data the source knows can no longer be fetched (an archive rotated away before it was
+    /// loaded): printed as `LOST:` lines, and the run exits non-zero.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<String>,
 }
 
 /// Counters a source reports for one unit.
@@ -62,6 +66,18 @@ pub trait Source: Send + Sync + 'static {
     /// can no longer be fetched, and the run reports that window as lost.
     fn retention_start(&self, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         None
+    }
+
+    /// For sources whose units are files found on the server (a WebDAV archive): lists them and
+    /// returns the plan, instead of the pure [`Source::plan`]. `done` is the state, so that the
+    /// source can tell what disappeared before it was loaded. `None` (the default) means the
+    /// source plans from the time range alone.
+    fn discover<'a>(
+        &'a self,
+        _req: &'a PlanRequest,
+        _done: &'a std::collections::BTreeMap<String, crate::state::UnitRecord>,
+    ) -> BoxFuture<'a, Result<Option<Plan>, StageError>> {
+        Box::pin(async { Ok(None) })
     }
 }
 

@@ -145,11 +145,96 @@
 //! `max_decompressed_bytes` (16 GiB by default) fails with
 //! [`etl_core::DecodeError::Malformed`], which is retryable: a truncated transfer must never look
 //! like a short file. A file of directives only gives no rows.
+//!
+//! # CSV ([`audit_log`], [`event_log`])
+//!
+//! Both CSV formats are read by one streaming RFC 4180 reader, so they share these rules. A
+//! record ends with LF or CRLF (in any mix); the last one may lack its line ending. A field is
+//! quoted when its first byte is `"`; inside, `""` is a quote and commas, CR and LF are text; a
+//! closing quote must be followed by a comma or a line ending. A quote inside an unquoted field
+//! is kept as text. A leading UTF-8 byte-order mark is dropped; empty lines are skipped. Records
+//! are numbered like spreadsheet rows (a header row is record 1, empty lines count) and errors
+//! give the line a record starts on as well as its number. The file is never held whole: only the
+//! start of a record cut by a chunk end is kept, up to `max_record_bytes` (1 MiB by default).
+//!
+//! A record that does not parse (a wrong number of fields, a value that does not fit its column,
+//! text after a closing quote, invalid UTF-8, or more than `max_record_bytes` before its line
+//! ending, a CR counted) is a bad record and follows the pipeline's `on_bad_record` policy; its
+//! reason starts `record N:` and, under `fail`, ends with the file. A file that ends inside a
+//! quoted field, or inside a record with fewer fields than a record has, fails with
+//! [`etl_core::DecodeError::Malformed`] (retryable): a truncated download must never look like a
+//! short file. An empty field is **null** in every nullable column.
+//!
+//! ## Audit-log export ([`audit_log`])
+//!
+//! One payload is one downloaded export (UTF-8 with a byte-order mark, CRLF). Its header row
+//! names the columns in Japanese (`lang=JA`) or English (`lang=EN`); fields are matched to
+//! columns by name, in any order (names compared trimmed, full-width ASCII folded, ASCII case
+//! ignored):
+//!
+//! | column | type | JA header | EN header |
+//! |---|---|---|---|
+//! | `operation_id` | `Int64`, not null | 操作ID | Operation ID |
+//! | `operated_at` | `Timestamp(Microsecond, "UTC")`, not null | 操作日時 | Operation Date |
+//! | `account_id` | `Utf8` | アカウントID | Account ID |
+//! | `operator` | `Utf8` | 操作者 | Operator |
+//! | `tool` | `Dictionary(Int32, Utf8)` | 利用ツール | Tool |
+//! | `operation` | `Dictionary(Int32, Utf8)` | 操作種別 | Operation |
+//! | `target_type` | `Dictionary(Int32, Utf8)` | 対象種別 | Target Type |
+//! | `target_id` | `Int64` | 対象ID | Target ID |
+//! | `target_name` | `Utf8` | 対象名 | Target Name |
+//! | `changed_item` | `Utf8` | 変更項目 | Changed Item |
+//! | `before_value` | `Utf8` | 変更前 | Before |
+//! | `after_value` | `Utf8` | 変更後 | After |
+//! | `affected_count` | `Int64`, not null | 影響件数 | Affected Count |
+//! | `ip_address` | `Utf8` | IPアドレス | IP Address |
+//!
+//! `operated_at` is ISO 8601 with a UTC offset (`2025-11-17T09:01:08+09:00`; also `Z`, `±hhmm`,
+//! `±hh`, up to 9 fractional digits, truncated to microseconds), converted to UTC; a time
+//! without an offset is a bad record. Integers are decimal digits with an optional `-`. The
+//! dictionaries hold the values of their batch in order of first appearance (the value sets are
+//! open-ended, hence `Int32` keys).
+//!
+//! The export covers whole local dates while a unit is a UTC window: when the payload carries the
+//! labels `window_start_us` and `window_end_us` (epoch microseconds, `[start, end)`; either may
+//! be absent), records whose `operated_at` falls outside are dropped without further checks
+//! (their own unit loads them) and only counted. A header row that lacks a column, names one
+//! twice, or is missing altogether (an empty file) is [`etl_core::DecodeError::Malformed`],
+//! naming the column and the file; a header column outside this table follows
+//! `on_unknown_field` (`ignore`: skipped, reported with the number of rows that carried it;
+//! `fail`: malformed).
+//!
+//! ## WebDAV event log ([`event_log`])
+//!
+//! One payload is one rotated archive file (`default.log.{epoch-ms}`, already unzipped): no
+//! header row, LF (CRLF tolerated), every field quoted (unquoted tolerated), ten fields:
+//!
+//! | column | type | field |
+//! |---|---|---|
+//! | `logged_at` | `Timestamp(Microsecond, "UTC")`, not null | 1 `dateTime`, `YYYY-MM-DDThh:mm:ss.mmmZ` (any RFC 3339 time with an offset) |
+//! | `level` | `Dictionary(Int8, Utf8)`, not null | 2 `[INFO ]`, `[WARN ]`, `[ERROR]` stored as `INFO`, `WARN`, `ERROR` |
+//! | `request_key` | `Utf8` | 3 `RequestKey` |
+//! | `source` | `Utf8` | 4 `server` or `client` |
+//! | `schema` | `Utf8` | 5 application URL |
+//! | `subject` | `Utf8` | 6 `https://.../#user` |
+//! | `type` | `Utf8` | 7 HTTP method or event type |
+//! | `object` | `Utf8` | 8 resource URL |
+//! | `result` | `Utf8` | 9 HTTP status, or free text for client events |
+//! | `bytes` | `Int64` | 10 |
+//! | `file_name` | `Utf8`, not null | the payload's `file_name` label, else its name |
+//!
+//! `level` is read with or without brackets and padding; any other level is a bad record. Its
+//! dictionary is fixed (keys 0, 1, 2 for `INFO`, `WARN`, `ERROR`) and shared by every batch. An
+//! empty file gives no rows.
 
+pub mod audit_log;
 pub mod cdn_access;
 mod civil;
+mod csv;
+pub mod event_log;
 pub mod gzip;
 pub mod mail_delivery;
 pub mod mail_tracking;
 #[cfg(test)]
 mod testing;
+mod timestamp;

@@ -16,6 +16,11 @@
 //! | `GET /cdn-dl/{domain}/{yyyyMMdd}/{name}?expire=..&sign=..` | CDN log file downloads (signed URLs from the listing) |
 //! | `GET /_sim/stats` | request counters, JSON (below) |
 //! | `GET /_sim/cdn/requests` | the CDN listing's request log and download counters (see the `cdn` module) |
+//! | `PROPFIND`, `GET /{cell}/__log/{archive,current}[/{file}]` | WebDAV log store of a cell (Bearer token; `WEBDAV_CELL_URL` is `http://127.0.0.1:PORT/sim-cell/`) |
+//! | `POST /_sim/webdav/rotate`, `GET /_sim/webdav/truth`, `GET /_sim/webdav/requests` | rotate the log store now; its live truth; its request counters (see the `webdav` module) |
+//! | `POST /services/V201812/AuditLogService` | audit-log export (SOAP 1.1 `getDownload`/`getDownloadStatus`; `AUDIT_LOG_URL` is this URL) |
+//! | `GET /auditLogDownload/V201812/download/{token}` | audit-log CSV downloads (expiring URLs from `getDownloadStatus`) |
+//! | `GET /_sim/audit/jobs` | the audit-log jobs and counters (see the `audit` module) |
 //!
 //! On start-up [`run`] prints exactly one line to stdout, `etl-sim listening on http://127.0.0.1:PORT`,
 //! and flushes it; tests read the port from it. Logs go to `tracing` (the binary installs the subscriber).
@@ -68,12 +73,29 @@
 //! FNV-1a-64 hashes of a canonical text of 14 fields per record (the 13 log fields, time as epoch
 //! microseconds, nulls as `-`, plus the file name); the exact definition is in the `cdn` module docs.
 //!
+//! The WebDAV log store adds `webdav_logs`, the same object `GET /_sim/webdav/truth` serves live (a
+//! rotation changes it): `{"files": {"default.log": {"rows", "fingerprint"}, "default.log.{ms}[.zip]":
+//! {...}}, "days": {"2026-11-20": {"rows", "per_level": {"INFO", "WARN", "ERROR"}, "fingerprint"}},
+//! "fingerprint_definition": "..."}` over exactly the files in the store at start-up. Its fingerprint sums
+//! FNV-1a-64 hashes of a canonical text of the 10 CSV fields (time as epoch microseconds, level unbracketed,
+//! empty fields as `-`, no file name); the exact definition is in the `webdav` module docs.
+//!
+//! The audit-log export adds `audit_log`: `{"days": {"2026-11-20": {"rows", "per_operation": {"ADD": n,
+//! ...}, "fingerprint"}}, "fingerprint_definition": "..."}` for the three full UTC days before today. The
+//! records of a local date (+09:00) are a pure function of `(--seed, date)`, and a UTC day spans two local
+//! dates. Its fingerprint sums FNV-1a-64 hashes of a canonical text of the 14 CSV fields (time as epoch
+//! microseconds, empty fields as `-`); the exact definition is in the `audit` module docs.
+//!
 //! # Request stats
 //! `GET /_sim/stats` returns `{"mail_delivery": {"requests": N, "data_requests": M, "faults": F},
 //! "mail_tracking": {...}, "cdn_logs": {...}}`: per API, every request to its path, those answered 200
 //! with a complete page, and injected faults. A test proves that a rerun sends no data requests with it.
 //! For `cdn_logs` the counters cover listings and downloads together (a complete download, 200 or 206,
-//! is a data request); `GET /_sim/cdn/requests` tells them apart and marks rate-limited listings.
+//! is a data request); `GET /_sim/cdn/requests` tells them apart and marks rate-limited listings. For
+//! `webdav_logs` they cover every request to a cell path (a complete 207 or file 200 is a data request);
+//! `GET /_sim/webdav/requests` counts listings, downloads per file name and rotations. For `audit_log`
+//! they cover SOAP calls and CSV downloads (a complete 200 of either is a data request);
+//! `GET /_sim/audit/jobs` counts jobs, status polls, downloads and expired URLs.
 //!
 //! # Faults
 //! `--fault-rate p` gives each API request a fault with probability `p`, decided before anything else
@@ -81,7 +103,8 @@
 //! `Retry-After`, a connection dropped mid-body, or a 1-2 s delay. Error bodies are each API's own (XML for
 //! mail delivery, `{"code", "message"}` JSON for mail tracking and the CDN listing). CDN downloads have
 //! their own faults (500, 503, a reset halfway through, a short `200`), and the CDN listing its own rate
-//! limiter; see the `cdn` module.
+//! limiter; see the `cdn` module. The audit-log service answers an injected 500 or 503 with a proxy's HTML
+//! body, never a SOAP fault, and throttles with 503 + `Retry-After` rather than 429; see the `audit` module.
 //!
 //! # Example
 //! ```no_run
@@ -99,11 +122,13 @@
 //! # }
 //! ```
 
+mod audit;
 mod cdn;
 mod data;
 mod faults;
 mod mail_delivery;
 mod mail_tracking;
+mod webdav;
 
 #[cfg(test)]
 mod tests;
@@ -123,11 +148,13 @@ use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+use crate::audit::{AuditConfig, AuditLog};
 use crate::cdn::{CdnConfig, CdnLogs};
 use crate::data::SplitMix64;
 use crate::faults::FaultInjector;
 use crate::mail_delivery::MailDelivery;
 use crate::mail_tracking::MailTracking;
+use crate::webdav::{WebdavConfig, WebdavLogs};
 
 /// Command-line options of `etl sim`.
 #[derive(clap::Args, Debug, Clone)]
@@ -190,9 +217,63 @@ pub struct SimArgs {
     /// answer the first download of every CDN file that has records with a short 200 body
     #[arg(long)]
     pub cdn_truncate_first: bool,
+    /// the cell whose WebDAV log store is served at `/{cell}/__log/` (the cell URL is `http://127.0.0.1:PORT/{cell}/`)
+    #[arg(long, default_value = "sim-cell")]
+    pub webdav_cell: String,
+    /// the Bearer token the WebDAV log store accepts
+    #[arg(
+        long,
+        env = "WEBDAV_TOKEN",
+        default_value = "sim-webdav-token",
+        hide_env_values = true
+    )]
+    pub webdav_token: String,
+    /// mean event-log records per WebDAV log generation (current file or archive; varies, deterministic)
+    #[arg(long, default_value_t = 200)]
+    pub webdav_rows_per_file: u32,
+    /// name the one entry of the newest zipped WebDAV archive `../../x`
+    #[arg(long)]
+    pub webdav_evil_zip_entry: bool,
+    /// list WebDAV archive children whose hrefs point outside the cell (another cell, `%2e%2e`, another host)
+    #[arg(long)]
+    pub webdav_evil_href: bool,
+    /// the `RequestHeader/license` the audit-log SOAP service accepts
+    #[arg(long, default_value = "sim-license", hide_default_value = true)]
+    pub audit_license: String,
+    /// the `RequestHeader/apiAccountId` the audit-log SOAP service accepts
+    #[arg(long, default_value = "sim-api-account")]
+    pub audit_api_account_id: String,
+    /// the `RequestHeader/apiAccountPassword` the audit-log SOAP service accepts
+    #[arg(long, default_value = "sim-api-password", hide_default_value = true)]
+    pub audit_api_account_password: String,
+    /// the `selector/accountId` the audit-log SOAP service accepts (and writes in the CSV)
+    #[arg(long, default_value = "100000001")]
+    pub audit_account_id: String,
+    /// getDownloadStatus polls after which an audit-log job is finished (progress advances on each)
+    #[arg(long, default_value_t = 3)]
+    pub audit_job_polls: u32,
+    /// the first audit-log job the simulator creates ends in SYSTEM_ERROR
+    #[arg(long)]
+    pub audit_system_error_first: bool,
+    /// seconds an audit-log download URL stays valid after the status response that minted it
+    #[arg(long, default_value_t = 900)]
+    pub audit_url_ttl: u64,
+    /// mean audit-log records per local (+09:00) date (actual count varies per date, deterministic)
+    #[arg(long, default_value_t = 300)]
+    pub audit_rows_per_day: u32,
 }
 
 impl SimArgs {
+    fn webdav_config(&self) -> WebdavConfig {
+        WebdavConfig {
+            cell: self.webdav_cell.clone(),
+            token: self.webdav_token.clone(),
+            rows_per_file: self.webdav_rows_per_file,
+            evil_zip_entry: self.webdav_evil_zip_entry,
+            evil_href: self.webdav_evil_href,
+        }
+    }
+
     fn cdn_config(&self) -> CdnConfig {
         CdnConfig {
             domains: self.cdn_domains.clone(),
@@ -254,6 +335,8 @@ pub(crate) struct Stats {
     pub(crate) mail_delivery: ApiStats,
     pub(crate) mail_tracking: ApiStats,
     pub(crate) cdn_logs: ApiStats,
+    pub(crate) webdav_logs: ApiStats,
+    pub(crate) audit_log: ApiStats,
 }
 
 #[derive(Debug, Serialize)]
@@ -261,6 +344,8 @@ struct StatsSnapshot {
     mail_delivery: ApiStatsSnapshot,
     mail_tracking: ApiStatsSnapshot,
     cdn_logs: ApiStatsSnapshot,
+    webdav_logs: ApiStatsSnapshot,
+    audit_log: ApiStatsSnapshot,
 }
 
 /// State every simulated API shares: the seed, the fault dice, request ids and counters.
@@ -311,6 +396,8 @@ struct Truth {
     mail_delivery: mail_delivery::MailTruth,
     mail_tracking: mail_tracking::TrackingTruth,
     cdn_logs: cdn::CdnTruth,
+    webdav_logs: webdav::WebdavTruth,
+    audit_log: audit::AuditTruth,
 }
 
 /// Writes the truth next to its final name and renames it, so a reader never sees half a file.
@@ -330,11 +417,13 @@ fn write_truth(path: &Path, truth: &Truth) -> Result<(), SimError> {
     })
 }
 
-fn build_truth(args: &SimArgs, today: NaiveDate) -> Truth {
+fn build_truth(args: &SimArgs, today: NaiveDate, webdav_logs: webdav::WebdavTruth) -> Truth {
     Truth {
         mail_delivery: mail_delivery::truth(args.seed, args.mail_rows_per_day, today),
         mail_tracking: mail_tracking::truth(args.seed, args.tracking_rows_per_day, today),
         cdn_logs: cdn::truth(args.seed, &args.cdn_domains, args.cdn_lines_per_slot, today),
+        webdav_logs,
+        audit_log: audit::truth(args, today),
     }
 }
 
@@ -343,6 +432,8 @@ async fn stats(State(shared): State<Arc<Shared>>) -> axum::Json<StatsSnapshot> {
         mail_delivery: shared.stats.mail_delivery.snapshot(),
         mail_tracking: shared.stats.mail_tracking.snapshot(),
         cdn_logs: shared.stats.cdn_logs.snapshot(),
+        webdav_logs: shared.stats.webdav_logs.snapshot(),
+        audit_log: shared.stats.audit_log.snapshot(),
     })
 }
 
@@ -396,6 +487,10 @@ pub async fn start(args: SimArgs) -> Result<RunningSim, SimError> {
     }
     let cdn_config = args.cdn_config();
     cdn_config.validate().map_err(SimError::InvalidArgs)?;
+    let webdav_config = args.webdav_config();
+    webdav_config.validate().map_err(SimError::InvalidArgs)?;
+    let audit_config = AuditConfig::from_args(&args);
+    audit_config.validate().map_err(SimError::InvalidArgs)?;
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
         .await
         .map_err(|source| SimError::Bind {
@@ -407,10 +502,13 @@ pub async fn start(args: SimArgs) -> Result<RunningSim, SimError> {
         source,
     })?;
 
+    // The log store exists before the truth is written: the truth describes exactly its files.
+    let webdav_store = webdav::Store::new(args.seed, &webdav_config, Utc::now().timestamp_millis());
     if let Some(path) = args.truth.clone() {
         let for_truth = args.clone();
         let today = Utc::now().date_naive();
-        let truth = tokio::task::spawn_blocking(move || build_truth(&for_truth, today))
+        let webdav_truth = webdav_store.truth();
+        let truth = tokio::task::spawn_blocking(move || build_truth(&for_truth, today, webdav_truth))
             .await
             .map_err(|e| SimError::Task {
                 what: "truth generation",
@@ -433,12 +531,16 @@ pub async fn start(args: SimArgs) -> Result<RunningSim, SimError> {
         args.tracking_rows_per_day,
     ));
     let cdn = Arc::new(CdnLogs::new(shared.clone(), cdn_config, addr));
+    let webdav = Arc::new(WebdavLogs::new(shared.clone(), webdav_config, webdav_store, addr));
+    let audit = Arc::new(AuditLog::new(shared.clone(), audit_config, addr));
     let app = Router::new()
         .route("/_sim/stats", get(stats))
         .with_state(shared)
         .merge(mail.router())
         .merge(tracking.router())
-        .merge(cdn.router());
+        .merge(cdn.router())
+        .merge(webdav.router())
+        .merge(audit.router());
     tracing::info!(%addr, seed = args.seed, fault_rate = args.fault_rate, "simulator serving");
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

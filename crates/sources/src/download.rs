@@ -58,6 +58,22 @@ pub struct Target {
     pub max_refreshes: u32,
 }
 
+/// Where downloaded bytes go: straight to the decoder, or through an unpacker first.
+pub trait ChunkSink: Send {
+    /// Takes the next bytes of the file; an error stops the download (a cancelled pipeline,
+    /// a container that is not what it should be).
+    fn push(&mut self, chunk: Bytes) -> BoxFuture<'_, Result<(), StageError>>;
+}
+
+impl ChunkSink for mpsc::Sender<Result<Bytes, StageError>> {
+    fn push(&mut self, chunk: Bytes) -> BoxFuture<'_, Result<(), StageError>> {
+        Box::pin(async move {
+            // A closed channel means the pipeline stopped; its error is the one reported.
+            self.send(Ok(chunk)).await.map_err(|_| StageError::cancelled())
+        })
+    }
+}
+
 /// Counters shared by the downloads of a unit.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -73,13 +89,13 @@ pub struct DownloadError {
     pub reason: String,
 }
 
-/// Streams `target` into `tx`: every byte once, in order, resuming after breaks and refreshing
-/// refused URLs. On error nothing more is sent; the caller must fail the payload.
+/// Streams `target` into `sink`: every byte once, in order, resuming after breaks and
+/// refreshing refused URLs. On error nothing more is sent; the caller must fail the payload.
 pub async fn stream(
     client: &Client,
     target: &Target,
     urls: &dyn FreshUrl,
-    tx: &mpsc::Sender<Result<Bytes, StageError>>,
+    sink: &mut dyn ChunkSink,
     counters: &Counters,
 ) -> Result<(), StageError> {
     let max_attempts = client.config().max_attempts.max(1);
@@ -187,10 +203,7 @@ pub async fn stream(
             }
             delivered += chunk.len() as u64;
             crc.update(&chunk);
-            if tx.send(Ok(chunk)).await.is_err() {
-                // The pipeline stopped; its error is the one reported.
-                return Err(StageError::cancelled());
-            }
+            sink.push(chunk).await?;
         };
         if let Some(e) = broke {
             breaks += 1;

@@ -9,7 +9,9 @@ pub mod download;
 pub mod mail_delivery;
 pub mod mail_tracking;
 pub mod paging;
+pub mod webdav_logs;
 pub mod xml;
+pub mod zip;
 
 #[cfg(test)]
 mod test_server;

@@ -1,9 +1,11 @@
 //! HTTP-level tests: a real server on an ephemeral port, driven by a real HTTP client, so the tests see
 //! exactly what a client sees (status, headers, chunked bodies, dropped connections).
 
+mod audit;
 mod cdn;
 mod mail_delivery;
 mod mail_tracking;
+mod webdav;
 
 use std::time::Duration;
 
@@ -33,6 +35,19 @@ pub(crate) fn args(seed: u64, rows: u32) -> SimArgs {
         cdn_lines_per_slot: 40,
         cdn_publish_delay: 120,
         cdn_truncate_first: false,
+        webdav_cell: "sim-cell".to_string(),
+        webdav_token: webdav::TOKEN.to_string(),
+        webdav_rows_per_file: rows,
+        webdav_evil_zip_entry: false,
+        webdav_evil_href: false,
+        audit_license: audit::LICENSE.to_string(),
+        audit_api_account_id: audit::API_ACCOUNT.to_string(),
+        audit_api_account_password: audit::PASSWORD.to_string(),
+        audit_account_id: audit::ACCOUNT.to_string(),
+        audit_job_polls: 3,
+        audit_system_error_first: false,
+        audit_url_ttl: 900,
+        audit_rows_per_day: rows,
     }
 }
 

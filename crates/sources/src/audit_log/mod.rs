@@ -452,7 +452,7 @@ impl AuditLog {
             .await
             .map_err(DownloadFailure::Other)?;
         stats.payloads += 1;
-        let result = download::stream(&self.downloads, &target, &urls, &tx, &counters).await;
+        let result = download::stream(&self.downloads, &target, &urls, &mut tx.clone(), &counters).await;
         stats.requests += counters.requests.load(Ordering::Relaxed);
         stats.retries += counters.retries.load(Ordering::Relaxed);
         stats.bytes += counters.bytes.load(Ordering::Relaxed);

@@ -356,7 +356,7 @@ impl UnitCtx {
             ctx: Arc::clone(self),
             name: file.name.clone(),
         };
-        download::stream(&self.shared.downloads, &target, &urls, tx, &self.counters).await
+        download::stream(&self.shared.downloads, &target, &urls, &mut tx.clone(), &self.counters).await
     }
 }
 
