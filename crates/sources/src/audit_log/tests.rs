@@ -175,3 +175,85 @@ async fn a_soap_fault_fails_the_unit_at_once_with_its_string_and_no_secret() {
     );
     assert!(request.contains("<startDate>20251116</startDate>") && request.contains("<endDate>20251117</endDate>"));
 }
+
+fn status_envelope(job: &str, status: &str, url: Option<&str>) -> String {
+    let url = url
+        .map(|u| format!("<a:downloadAuditLogDownloadUrl>{u}</a:downloadAuditLogDownloadUrl>"))
+        .unwrap_or_default();
+    format!(
+        r#"<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body>
+        <a:getDownloadStatusResponse xmlns:a="http://im.yahooapis.jp/V201812/AuditLog" xmlns="http://im.yahooapis.jp/V201812">
+        <a:rval><a:values><operationSucceeded>true</operationSucceeded><a:auditLogJob>
+        <a:auditLogJobId>{job}</a:auditLogJobId><a:auditLogJobStatus>{status}</a:auditLogJobStatus>
+        <a:progress>100</a:progress>{url}</a:auditLogJob></a:values></a:rval>
+        </a:getDownloadStatusResponse></S:Body></S:Envelope>"#
+    )
+}
+
+#[tokio::test]
+async fn an_expired_download_url_is_renewed_by_polling_the_status_again() {
+    use std::sync::Arc;
+
+    use crate::test_server::{reply, routed};
+
+    let csv = "\u{feff}操作ID,操作日時\r\n1,2025-11-17T09:01:08+09:00\r\n";
+    let server = routed(Arc::new(move |target: &str, _range, nth, host: &str| {
+        if target.starts_with("/services/") {
+            let body = match nth {
+                1 => status_envelope("77", "IN_PROGRESS", None)
+                    .replace("getDownloadStatusResponse", "getDownloadResponse"),
+                2 => status_envelope("77", "COMPLETED", Some(&format!("{host}/download/first"))),
+                _ => status_envelope("77", "COMPLETED", Some(&format!("{host}/download/second"))),
+            };
+            return reply(200, &[("Content-Type", "text/xml".into())], body.as_bytes());
+        }
+        if target == "/download/first" {
+            return reply(410, &[], b"expired");
+        }
+        reply(200, &[("Content-Type", "text/csv".into())], csv.as_bytes())
+    }))
+    .await;
+    let s = source(&format!("{}/services/V201812/AuditLogService", server.base));
+    let unit = s
+        .plan(&PlanRequest {
+            from: t("2025-11-16T00:00:00Z"),
+            to: t("2025-11-17T00:00:00Z"),
+            now: t("2025-11-20T00:00:00Z"),
+            settle: Duration::from_secs(3600),
+        })
+        .unwrap()
+        .units
+        .remove(0);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<etl_core::Payload>(4);
+    let collect = async {
+        let mut bytes = Vec::new();
+        while let Some(p) = rx.recv().await {
+            assert_eq!(
+                p.meta.labels["window_start_us"],
+                unit.window.start.timestamp_micros().to_string()
+            );
+            let etl_core::PayloadBody::Chunks(mut chunks) = p.body else {
+                panic!("a streamed file")
+            };
+            while let Some(c) = chunks.recv().await {
+                bytes.extend_from_slice(&c.unwrap());
+            }
+        }
+        bytes
+    };
+    let (result, bytes) = tokio::join!(s.fetch(&unit, etl_core::PayloadSender::new(tx)), collect);
+    result.unwrap();
+    assert_eq!(bytes, csv.as_bytes());
+    let heads = server.heads.lock().unwrap().clone();
+    let gets: Vec<_> = heads
+        .iter()
+        .filter(|h| h.starts_with("GET"))
+        .map(|h| h.lines().next().unwrap().to_string())
+        .collect();
+    assert_eq!(gets, ["GET /download/first HTTP/1.1", "GET /download/second HTTP/1.1"]);
+    assert_eq!(
+        heads.iter().filter(|h| h.starts_with("POST")).count(),
+        3,
+        "create, poll, poll again"
+    );
+}
