@@ -223,3 +223,30 @@ fn generations_deleted_before_they_were_loaded_are_reported_lost() {
     let res = run_webdav(&sim, out.path(), &[]);
     assert_eq!(res.status.code(), Some(0));
 }
+
+#[test]
+fn killed_mid_run_then_rerun_equals_the_truth() {
+    let sim = Sim::start(&["--seed", "38", "--webdav-rows-per-file", "3000"]);
+    let out = tempfile::tempdir().unwrap();
+    let pipeline = repo_path("pipelines/webdav.yaml");
+    let mut child = etl_command(&["run", pipeline.to_str().unwrap()], &webdav_env(&sim, out.path(), &[]))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let intents = out.path().join("event_log/_etl/intents");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_dir(&intents).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it wrote anything"
+        );
+        assert!(std::time::Instant::now() < deadline, "no unit started writing");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let res = run_webdav(&sim, out.path(), &[]);
+    assert_eq!(res.status.code(), Some(0));
+    assert_eq!(by_file(out.path()), truth_files(&sim.get_json("/_sim/webdav/truth")));
+    assert_no_stray_files(&out.path().join("event_log"));
+}
