@@ -11,6 +11,18 @@ fn dummy_env() -> Vec<(String, String)> {
         ("MAIL_TRACKING_URL".into(), "http://127.0.0.1:9".into()),
         ("MAIL_TRACKING_USER".into(), "u".into()),
         ("MAIL_TRACKING_API_KEY".into(), "k".into()),
+        ("CDN_LOGS_URL".into(), "http://127.0.0.1:9".into()),
+        ("CDN_LOGS_DOMAINS".into(), "live.example.com".into()),
+        (
+            "AUDIT_LOG_URL".into(),
+            "http://127.0.0.1:9/services/V201812/AuditLogService".into(),
+        ),
+        ("AUDIT_LOG_LICENSE".into(), "l".into()),
+        ("AUDIT_LOG_API_ACCOUNT_ID".into(), "a".into()),
+        ("AUDIT_LOG_API_ACCOUNT_PASSWORD".into(), "p".into()),
+        ("AUDIT_LOG_ACCOUNT_ID".into(), "100000001".into()),
+        ("WEBDAV_CELL_URL".into(), "http://127.0.0.1:9/cell/".into()),
+        ("WEBDAV_TOKEN".into(), "t".into()),
         ("ETL_OUT".into(), "/tmp/etl-validate-test".into()),
     ]
 }
