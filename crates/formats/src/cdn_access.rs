@@ -4,9 +4,11 @@
 //! - [`CdnAccessDecoder`] inflates each compressed chunk as it arrives through
 //!   [`GzipDecoder`] (multi-member, CRC-checked, capped: see [`crate::gzip`]) into one reused
 //!   buffer, and hands the text to [`AccessLineDecoder`]; the file is never held whole.
-//! - The line decoder finds line ends with `memchr`, validates each line's UTF-8 once, splits it
-//!   in place (`memchr` for spaces; `memchr2` for the closing quote or a backslash, so a quoted
-//!   field without escapes is one scan and no copy), parses the timestamp from its fixed layout
+//! - The line decoder finds line ends with `memchr`, validates each line's UTF-8 once (SIMD,
+//!   `simdutf8`), splits it in place (the short unquoted fields are searched for their space
+//!   eight bytes at a time in a register, cheaper than a `memchr` call; `memchr2` finds the
+//!   closing quote or a backslash, so a quoted field without escapes is one scan and no copy;
+//!   `"-"` is recognised without a scan), parses the timestamp from its fixed layout
 //!   (the date part is cached: consecutive lines share it), and appends straight into the column
 //!   builders. Only the start of a line cut by the end of a chunk is copied, and only a quoted
 //!   field with an escape is copied into a reused scratch string.
@@ -470,8 +472,13 @@ struct Fields<'a> {
 /// Parses one line (without CR/LF, not a directive). The error is the bad-record reason.
 fn parse_line<'a>(line: &'a [u8], dates: &mut DateCache, scratch: &'a mut [String; 3]) -> Result<Fields<'a>, String> {
     // One validation for the whole line; the fields are then `str` slices at ASCII delimiters.
-    let text =
-        std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))?;
+    // The SIMD check is the fast path; std's decoder only runs to locate an error.
+    let text = match simdutf8::basic::from_utf8(line) {
+        Ok(text) => text,
+        Err(_) => {
+            std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))?
+        }
+    };
     let [url_scratch, referer_scratch, agent_scratch] = scratch;
     let mut c = Cursor { s: text, pos: 0 };
     let timestamp = c.bare(0)?;
@@ -512,6 +519,27 @@ fn fields_error(found: usize) -> String {
     format!("expected 13 space-separated fields, found {found}")
 }
 
+/// The first space of `b`. The unquoted fields are a few bytes to a few dozen long, too short
+/// for `memchr`'s setup to pay off: eight bytes at a time in a register is faster.
+#[inline]
+fn find_space(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = b.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        // Spaces become zero bytes. The lowest flagged byte is always the first zero one (the
+        // borrow only spreads towards higher bytes), and little-endian puts it first.
+        let x = u64::from_le_bytes(w.try_into().expect("chunks of 8")) ^ (ONES * u64::from(b' '));
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(|&c| c == b' ').map(|i| at + i)
+}
+
 /// Splits fields off a validated line, left to right.
 struct Cursor<'a> {
     s: &'a str,
@@ -522,7 +550,7 @@ impl<'a> Cursor<'a> {
     /// The unquoted field `index` (0-based), up to the next space.
     fn bare(&mut self, index: usize) -> Result<&'a str, String> {
         let rest = &self.s.as_bytes()[self.pos..];
-        let Some(i) = memchr(b' ', rest) else {
+        let Some(i) = find_space(rest) else {
             return Err(fields_error(index + usize::from(!rest.is_empty())));
         };
         let field = &self.s[self.pos..self.pos + i];
@@ -539,7 +567,7 @@ impl<'a> Cursor<'a> {
         if field.is_empty() {
             return Err(format!("{} (field {}) is empty", FIELD_NAMES[index], index + 1));
         }
-        if memchr(b' ', field.as_bytes()).is_some() {
+        if find_space(field.as_bytes()).is_some() {
             return Err("more than 13 space-separated fields".into());
         }
         self.pos = self.s.len();
@@ -558,6 +586,11 @@ impl<'a> Cursor<'a> {
             return Err(format!("{} `{}` is not quoted", FIELD_NAMES[index], show(field)));
         }
         let start = self.pos + 1;
+        if b.get(start..start + 2) == Some(b"-\"") {
+            // `"-"`, the usual missing referer: null without a scan.
+            self.after_quote(index, start + 1)?;
+            return Ok(None);
+        }
         let unterminated = || format!("{} has no closing quote", FIELD_NAMES[index]);
         let Some(off) = memchr2(b'"', b'\\', &b[start..]) else {
             return Err(unterminated());
@@ -628,8 +661,8 @@ struct DateCache {
 
 impl DateCache {
     /// `YYYY-MM-DD` to days since 1970-01-01.
-    fn days(&mut self, f: &[u8]) -> Option<i64> {
-        if f == self.date {
+    fn days(&mut self, f: &[u8; 10]) -> Option<i64> {
+        if *f == self.date {
             return Some(self.days);
         }
         let (y, m, d) = (digits(&f[0..4])?, digits(&f[5..7])?, digits(&f[8..10])?);
@@ -637,7 +670,7 @@ impl DateCache {
             return None;
         }
         self.days = days_from_civil(i64::from(y), m, d);
-        self.date.copy_from_slice(f);
+        self.date = *f;
         Some(self.days)
     }
 }
@@ -662,7 +695,8 @@ fn parse_timestamp(f: &[u8], dates: &mut DateCache) -> Result<i64, String> {
     {
         return Err(bad());
     }
-    let days = dates.days(&f[..10]).ok_or_else(bad)?;
+    let date: &[u8; 10] = f[..10].try_into().map_err(|_| bad())?;
+    let days = dates.days(date).ok_or_else(bad)?;
     let (Some(h), Some(m), Some(s)) = (two(f[11], f[12]), two(f[14], f[15]), two(f[17], f[18])) else {
         return Err(bad());
     };
@@ -765,6 +799,13 @@ impl<T: ArrowPrimitiveType> NullableColumn<T> {
     }
 }
 
+/// Byte equality for the short dictionary values (`GET`, `HIT`...), inline rather than a call
+/// to `memcmp`.
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// A `Dictionary(Int32, Utf8)` column whose dictionary holds the values of its batch in order of
 /// first appearance.
 #[derive(Debug)]
@@ -791,7 +832,7 @@ impl DictColumn {
 
     fn key(&mut self, v: &str) -> i32 {
         if self.values.len() <= LINEAR_LOOKUP {
-            if let Some(i) = self.values.iter().position(|x| **x == *v) {
+            if let Some(i) = self.values.iter().position(|x| short_eq(x.as_bytes(), v.as_bytes())) {
                 return i as i32;
             }
         } else if let Some(&k) = self.index.get(v) {

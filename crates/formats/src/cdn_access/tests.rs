@@ -1094,3 +1094,28 @@ proptest! {
         }
     }
 }
+
+/// The word-at-a-time space search agrees with a plain scan at every length and position, with
+/// the bytes next to a space in value (`!`, `\x1f`, `\xa0`) around it to catch a borrow that
+/// flags the wrong byte.
+#[test]
+fn find_space_agrees_with_a_plain_scan() {
+    let fillers = [b'a', b'!', 0x1f, 0xa0, 0x00, 0xff, 0x01];
+    for len in 0..40 {
+        for &fill in &fillers {
+            for &after in &fillers {
+                for first in 0..=len {
+                    let mut b = vec![fill; len];
+                    if first < len {
+                        b[first] = b' ';
+                        for (i, c) in b.iter_mut().enumerate().skip(first + 1) {
+                            *c = if i % 3 == 0 { b' ' } else { after };
+                        }
+                    }
+                    let want = b.iter().position(|&c| c == b' ');
+                    assert_eq!(find_space(&b), want, "{b:?}");
+                }
+            }
+        }
+    }
+}
