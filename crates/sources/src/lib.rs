@@ -18,6 +18,21 @@ mod test_server;
 
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 
+/// A vendor's answer the source rejects, classed by its status as the HTTP client classes
+/// what it retries: after retries, 408/429/5xx may succeed on a later run; any other is final.
+pub(crate) fn rejected(status: u16, err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> etl_core::StageError {
+    if etl_http::is_retryable_status(status) {
+        etl_core::StageError::retryable(err)
+    } else {
+        etl_core::StageError::permanent(err)
+    }
+}
+
+/// The start of a response body as text, for an error whose body has no message field.
+pub(crate) fn body_start(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string()
+}
+
 /// The UTC days that overlap `[from, to)`, oldest first.
 pub fn utc_days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
     if to <= from {

@@ -214,7 +214,7 @@ impl ZipStream {
         Ok(true)
     }
 
-    fn emit(&mut self, bytes: &[u8], out: &mut Vec<Bytes>) -> Result<(), ZipError> {
+    fn emit(&mut self, bytes: Bytes, out: &mut Vec<Bytes>) -> Result<(), ZipError> {
         self.out_total += bytes.len() as u64;
         if self.out_total > self.max_output {
             return Err(ZipError::TooLarge {
@@ -222,8 +222,8 @@ impl ZipStream {
                 limit: self.max_output,
             });
         }
-        self.crc.update(bytes);
-        out.push(Bytes::copy_from_slice(bytes));
+        self.crc.update(&bytes);
+        out.push(bytes);
         Ok(())
     }
 
@@ -231,23 +231,22 @@ impl ZipStream {
         if self.buf.is_empty() {
             return Ok(false);
         }
-        let mut chunk = vec![0u8; OUT_CHUNK];
         loop {
+            // Inflated straight into the buffer handed on: no copy on the way to the decoder.
+            let mut piece = Vec::with_capacity(OUT_CHUNK);
             let before_in = self.inflate.total_in();
-            let before_out = self.inflate.total_out();
             let status = self
                 .inflate
-                .decompress(&self.buf, &mut chunk, FlushDecompress::None)
+                .decompress_vec(&self.buf, &mut piece, FlushDecompress::None)
                 .map_err(|e| ZipError::Corrupt {
                     name: self.name.clone(),
                     message: e.to_string(),
                 })?;
             let used = (self.inflate.total_in() - before_in) as usize;
-            let made = (self.inflate.total_out() - before_out) as usize;
+            let made = piece.len();
             let _ = self.buf.split_to(used);
             if made > 0 {
-                let produced = chunk[..made].to_vec();
-                self.emit(&produced, out)?;
+                self.emit(Bytes::from(piece), out)?;
             }
             match status {
                 Status::StreamEnd => {
@@ -269,8 +268,8 @@ impl ZipStream {
             return Ok(false);
         }
         let n = usize::try_from(left).unwrap_or(usize::MAX).min(self.buf.len());
-        let data = self.buf.split_to(n);
-        self.emit(&data, out)?;
+        let data = self.buf.split_to(n).freeze();
+        self.emit(data, out)?;
         self.state = State::Stored { left: left - n as u64 };
         Ok(true)
     }
@@ -374,6 +373,23 @@ mod tests {
         out
     }
 
+    /// The same archive with the entry stored (method 0) instead of deflated.
+    fn stored(name: &str, content: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&LOCAL_HEADER.to_le_bytes());
+        out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&crc32fast::hash(content).to_le_bytes());
+        out.extend_from_slice(&(content.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(content.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(content);
+        out.extend_from_slice(&CENTRAL_HEADER.to_le_bytes());
+        out.extend_from_slice(&[0u8; 42]);
+        out
+    }
+
     fn unzip(bytes: &[u8], piece: usize, cap: u64) -> Result<Vec<u8>, ZipError> {
         let mut z = ZipStream::new(1, cap);
         let mut out = Vec::new();
@@ -399,6 +415,10 @@ mod tests {
             for piece in [1, 7, 4096, usize::MAX] {
                 assert_eq!(unzip(&zip, piece, u64::MAX).unwrap(), text, "piece {piece}");
             }
+        }
+        let zip = stored("default.log.1", &text);
+        for piece in [1, 4096] {
+            assert_eq!(unzip(&zip, piece, u64::MAX).unwrap(), text, "stored, piece {piece}");
         }
     }
 

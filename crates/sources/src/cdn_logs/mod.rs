@@ -442,9 +442,7 @@ pub fn parse_listing(body: &[u8], domain: &str, window: Window) -> Result<(Vec<L
 fn vendor_error(client: &Client, url: String, domain: &str, resp: &etl_http::Response) -> StageError {
     let v: VendorError = serde_json::from_slice(&resp.body).unwrap_or_default();
     let message = if v.message.is_empty() {
-        String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
-            .trim()
-            .to_string()
+        crate::body_start(&resp.body)
     } else {
         v.message
     };
@@ -462,11 +460,7 @@ fn vendor_error(client: &Client, url: String, domain: &str, resp: &etl_http::Res
         code: if v.code.is_empty() { "no code".into() } else { v.code },
         message,
     };
-    if resp.status >= 500 || resp.status == 429 {
-        StageError::retryable(err)
-    } else {
-        StageError::permanent(err)
-    }
+    crate::rejected(resp.status, err)
 }
 
 impl Source for CdnLogs {

@@ -109,8 +109,7 @@ impl MailDelivery {
                 return Err(vendor_error(&url, &resp, self.client.redactor()));
             }
             if memchr::memmem::find(&resp.body, b"<GetDeliveryLogResponse").is_none() {
-                let excerpt = String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)]);
-                let excerpt = self.client.redactor().redact(&excerpt);
+                let excerpt = self.client.redactor().redact(&crate::body_start(&resp.body));
                 return Err(StageError::retryable(MailDeliveryError::NotAPage { url, excerpt }));
             }
             let next = next_token(&resp.body).map_err(|reason| {
@@ -181,15 +180,10 @@ fn vendor_error(url: &str, resp: &etl_http::Response, redactor: &etl_http::Redac
         url: url.to_string(),
         status: resp.status,
         code: field("Code").unwrap_or_else(|| "no code".into()),
-        message: field("Message")
-            .unwrap_or_else(|| redactor.redact(String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)]).trim())),
+        message: field("Message").unwrap_or_else(|| redactor.redact(&crate::body_start(&resp.body))),
         request_id,
     };
-    if resp.status >= 500 || resp.status == 429 {
-        StageError::retryable(err)
-    } else {
-        StageError::permanent(err)
-    }
+    crate::rejected(resp.status, err)
 }
 
 impl Source for MailDelivery {

@@ -194,9 +194,7 @@ impl MailTracking {
     fn vendor_error(&self, url: String, resp: &etl_http::Response) -> StageError {
         let v: VendorError = serde_json::from_slice(&resp.body).unwrap_or_default();
         let message = if v.message.is_empty() {
-            String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
-                .trim()
-                .to_string()
+            crate::body_start(&resp.body)
         } else {
             v.message
         };
@@ -206,11 +204,7 @@ impl MailTracking {
             code: if v.code.is_empty() { "no code".into() } else { v.code },
             message: self.client.redactor().redact(&message),
         };
-        if resp.status >= 500 || resp.status == 429 {
-            StageError::retryable(err)
-        } else {
-            StageError::permanent(err)
-        }
+        crate::rejected(resp.status, err)
     }
 }
 

@@ -167,9 +167,7 @@ impl WebdavLogs {
         let message = match &b.message {
             serde_json::Value::Object(m) => m.get("value").and_then(|v| v.as_str()).unwrap_or("").to_string(),
             serde_json::Value::String(s) => s.clone(),
-            _ => String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
-                .trim()
-                .to_string(),
+            _ => crate::body_start(&resp.body),
         };
         let err = WebdavError::Vendor {
             url,
@@ -177,11 +175,7 @@ impl WebdavLogs {
             code: if b.code.is_empty() { "no code".into() } else { b.code },
             message: self.client.redactor().redact(&message),
         };
-        if resp.status >= 500 || resp.status == 429 {
-            StageError::retryable(err)
-        } else {
-            StageError::permanent(err)
-        }
+        crate::rejected(resp.status, err)
     }
 
     fn unit_id(&self, what: &str) -> String {
