@@ -104,6 +104,7 @@ fn pipeline_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
 /// Reads and validates `text` as the pipeline file `path`, taking `${VAR}`s from `env`.
 pub(crate) fn load_str(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<PipelineConfig, ConfigErrors> {
     let interpolated = interpolate(path, text, env).map_err(ConfigErrors)?;
+    check_secret_references(path, text)?;
     let raw: RawPipeline =
         serde_norway::from_str(&interpolated.text).map_err(|e| yaml_error(path, &interpolated, &e))?;
     let name = match raw.name {
@@ -137,6 +138,47 @@ pub(crate) fn load_str(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Pi
         runtime: raw.runtime,
         http: raw.http,
     })
+}
+
+/// Storage credentials are the keys to every dataset: `sink.s3` secrets must be `${VAR}`
+/// references, so a pipeline file can be committed and shared without leaking them.
+fn check_secret_references(path: &Path, text: &str) -> Result<(), ConfigErrors> {
+    // The file as written, before interpolation; one that does not parse is reported later,
+    // with its position, by the real parse.
+    let Ok(doc) = serde_norway::from_str::<serde_norway::Value>(text) else {
+        return Ok(());
+    };
+    let Some(s3) = doc.get("sink").and_then(|s| s.get("s3")) else {
+        return Ok(());
+    };
+    let mut errors = Vec::new();
+    for key in crate::S3Config::SECRET_KEYS {
+        let Some(value) = s3.get(key) else { continue };
+        let is_reference = value.as_str().is_some_and(|v| {
+            v.trim()
+                .strip_prefix("${")
+                .and_then(|r| r.strip_suffix('}'))
+                .is_some_and(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        });
+        if !is_reference {
+            let (line, column) = text
+                .lines()
+                .enumerate()
+                .find_map(|(i, l)| l.find(&format!("{key}:")).map(|c| (i + 1, c + 1)))
+                .unwrap_or((1, 1));
+            errors.push(ConfigError::at(
+                path,
+                line,
+                column,
+                format!("sink.s3.{key} is a secret: write it as ${{VAR}} (for example ${{AWS_SECRET_ACCESS_KEY}}), not as a literal or a default"),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 /// Turns a serde_norway error into a positioned, rephrased [`ConfigError`].

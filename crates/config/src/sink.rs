@@ -5,7 +5,9 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess};
 
 use crate::bytesize::ByteSize;
-use crate::de::{Tagged, int_in, positive_usize, str_with, tagged};
+use etl_core::Secret;
+
+use crate::de::{Tagged, int_in, non_empty_secret, non_empty_string, positive_usize, str_with, tagged};
 
 /// Where batches are written. Written as a mapping whose first key is `type`:
 ///
@@ -74,6 +76,89 @@ pub struct ParquetSinkConfig {
     /// partitions in one unit are flushed and reopened as new parts.
     #[serde(default = "default_max_open_files", deserialize_with = "positive_usize")]
     pub max_open_files: usize,
+    /// `s3` (optional): how to reach an `s3://` dataset. Every key may be left out, in which
+    /// case the standard `AWS_*` environment variables apply (`AWS_ENDPOINT_URL`,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...); a key set here wins over its variable.
+    #[serde(default)]
+    pub s3: S3Config,
+}
+
+/// `sink.s3`: the connection to an S3-compatible object store.
+///
+/// ```yaml
+/// sink:
+///   type: parquet
+///   url: s3://logs/etl/mail_delivery
+///   s3:
+///     endpoint: ${S3_ENDPOINT:-http://127.0.0.1:9000}
+///     region: us-east-1
+///     access_key_id: ${S3_ACCESS_KEY_ID}
+///     secret_access_key: ${S3_SECRET_ACCESS_KEY}
+///     allow_http: true
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the s3 keys (endpoint, region, access_key_id, secret_access_key, session_token, allow_http, path_style)"
+)]
+pub struct S3Config {
+    /// `endpoint` (optional, default `AWS_ENDPOINT_URL` or AWS itself): the base URL of an
+    /// S3-compatible server, such as `http://127.0.0.1:9000`.
+    #[serde(default, deserialize_with = "optional_endpoint")]
+    pub endpoint: Option<String>,
+    /// `region` (optional, default `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`).
+    #[serde(default, deserialize_with = "optional_non_empty")]
+    pub region: Option<String>,
+    /// `access_key_id` (optional, default `AWS_ACCESS_KEY_ID`).
+    #[serde(default, deserialize_with = "optional_non_empty")]
+    pub access_key_id: Option<String>,
+    /// `secret_access_key` (optional, secret, default `AWS_SECRET_ACCESS_KEY`): must be written
+    /// as `${VAR}`, never as a literal.
+    #[serde(default, deserialize_with = "optional_secret")]
+    pub secret_access_key: Option<Secret>,
+    /// `session_token` (optional, secret, default `AWS_SESSION_TOKEN`): must be written as `${VAR}`.
+    #[serde(default, deserialize_with = "optional_secret")]
+    pub session_token: Option<Secret>,
+    /// `allow_http` (optional, default `AWS_ALLOW_HTTP`, else false): allow a plain `http://`
+    /// endpoint (a local test server); off, such an endpoint is refused.
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+    /// `path_style` (optional, default true): address objects as `<endpoint>/<bucket>/<key>`, as
+    /// most S3-compatible servers expect; false uses `<bucket>.<endpoint>/<key>` (virtual-hosted).
+    #[serde(default)]
+    pub path_style: Option<bool>,
+}
+
+impl S3Config {
+    /// The keys that hold secrets, as written in the file: they must be `${VAR}` references.
+    pub const SECRET_KEYS: &'static [&'static str] = &["secret_access_key", "session_token"];
+
+    /// The secrets set here, for redaction.
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.secret_access_key
+            .iter()
+            .chain(self.session_token.iter())
+            .cloned()
+            .collect()
+    }
+}
+
+fn optional_non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    non_empty_string(d).map(Some)
+}
+
+fn optional_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    non_empty_secret(d).map(Some)
+}
+
+fn optional_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    str_with(d, "an http:// or https:// URL", |v| {
+        let v = v.trim();
+        match v.split_once("://") {
+            Some((scheme, rest)) if matches!(scheme, "http" | "https") && !rest.is_empty() => Ok(Some(v.to_string())),
+            _ => Err(format!("`{v}` is not an http:// or https:// URL")),
+        }
+    })
 }
 
 fn default_compression_level() -> i32 {

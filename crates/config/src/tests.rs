@@ -127,6 +127,7 @@ fn full_example_reads_every_key() {
             row_group_rows: 100_000,
             max_file_size: ByteSize(128 << 20),
             max_open_files: 8,
+            s3: S3Config::default(),
         }
     );
     assert_eq!(
@@ -272,7 +273,7 @@ fn typo_inside_sink_points_at_the_key() {
     assert_eq!(
         error(&text),
         "pipelines/mail.yaml:23:3: unknown key `max_opne_files` in `sink` (parquet); expected one of: url, \
-         compression_level, row_group_rows, max_file_size, max_open_files"
+         compression_level, row_group_rows, max_file_size, max_open_files, s3"
     );
 }
 
@@ -845,4 +846,50 @@ fn audit_log_source_with_defaults() {
         panic!("an audit_log source")
     };
     assert_eq!((src.lang.as_str(), src.utc_offset_minutes), ("EN", -210));
+}
+
+#[test]
+fn s3_connection_keys_are_read_and_secrets_must_be_references() {
+    let text = MINIMAL.replace(
+        "  url: ./data/mail\n",
+        "  url: s3://logs/etl/mail\n  s3:\n    endpoint: http://127.0.0.1:9000\n    region: eu-west-1\n    access_key_id: AKIDEXAMPLE\n    secret_access_key: ${MAIL_DELIVERY_TOKEN}\n    allow_http: true\n    path_style: true\n",
+    );
+    let config = load(&text).unwrap();
+    let SinkConfig::Parquet(sink) = &config.sink;
+    assert_eq!(sink.url, "s3://logs/etl/mail");
+    assert_eq!(sink.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(sink.s3.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(sink.s3.access_key_id.as_deref(), Some("AKIDEXAMPLE"));
+    assert_eq!(
+        sink.s3.secret_access_key.as_ref().map(|s| s.expose()),
+        Some("MIIFvgY-secret")
+    );
+    assert_eq!(sink.s3.allow_http, Some(true));
+    assert_eq!(sink.s3.secrets().len(), 1);
+
+    // Nothing set: everything comes from the AWS_* environment later.
+    let SinkConfig::Parquet(plain) = &load(MINIMAL).unwrap().sink;
+    assert_eq!(plain.s3, S3Config::default());
+
+    for literal in ["hunter2", "${MAIL_DELIVERY_TOKEN:-hunter2}"] {
+        let text = MINIMAL.replace(
+            "  url: ./data/mail\n",
+            &format!("  url: s3://logs/mail\n  s3:\n    secret_access_key: {literal}\n"),
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("mail.yaml:9:5: sink.s3.secret_access_key is a secret: write it as ${VAR}"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+    let bad = MINIMAL.replace(
+        "  url: ./data/mail\n",
+        "  url: s3://logs/mail\n  s3:\n    endpoint: 127.0.0.1:9000\n",
+    );
+    let err = load(&bad).unwrap_err().to_string();
+    assert!(err.contains("is not an http:// or https:// URL"), "{err}");
+    let unknown = MINIMAL.replace("  url: ./data/mail\n", "  url: s3://logs/mail\n  s3:\n    bucket: x\n");
+    let err = load(&unknown).unwrap_err().to_string();
+    assert!(err.contains("bucket"), "{err}");
 }

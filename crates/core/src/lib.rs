@@ -31,7 +31,7 @@ pub use stage::{
     CommitReport, DecodeContext, Decoder, FetchStats, Format, Plan, PlanRequest, Sink, Source, Transform, UnitSummary,
     UnitWriter,
 };
-pub use state::{Checkpoint, MemoryState, StateStore, UnitRecord};
+pub use state::{Checkpoint, Claim, Lease, MemoryState, StateStore, UnitRecord, Unshared};
 pub use unit::{Unit, Window};
 
 /// Re-exported so that every crate names the same cancellation token type.

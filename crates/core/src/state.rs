@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::error::StageError;
 use crate::stage::CommitReport;
 use crate::unit::Unit;
@@ -45,6 +47,56 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), StageError>>;
     /// Forgets the unit's checkpoint (after it committed, or when its job is gone).
     fn clear_checkpoint<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<(), StageError>>;
+
+    /// Takes the exclusive right to write `unit`, so that two workers running the same pipeline
+    /// (a CronJob started twice, a retried pod) never write one unit at the same time. Waits
+    /// while another live worker holds it; a holder that died is taken over. When the unit turns
+    /// out to be committed by another worker since `since` (or for good), returns
+    /// [`Claim::CommittedElsewhere`] and holds nothing. A store shared with no one (memory)
+    /// needs no claim: the default grants it at once.
+    fn claim<'a>(&'a self, unit: &'a Unit, since: DateTime<Utc>) -> BoxFuture<'a, Result<Claim, StageError>> {
+        let _ = (unit, since);
+        Box::pin(async { Ok(Claim::Held(Box::new(Unshared::default()))) })
+    }
+}
+
+/// The answer to [`StateStore::claim`].
+pub enum Claim {
+    /// This worker may write the unit until it releases the lease.
+    Held(Box<dyn Lease>),
+    /// Another worker committed the unit meanwhile: nothing to do.
+    CommittedElsewhere(UnitRecord),
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Claim::Held(_) => f.write_str("Claim::Held"),
+            Claim::CommittedElsewhere(r) => write!(f, "Claim::CommittedElsewhere({})", r.unit.id),
+        }
+    }
+}
+
+/// A held claim on one unit. Kept alive (renewed) in the background until released.
+pub trait Lease: Send + Sync {
+    /// Cancelled if the claim was lost (another worker took it over, or it could not be
+    /// renewed before it expired): the unit must then stop without committing.
+    fn lost(&self) -> CancellationToken;
+    /// Gives the claim up (after commit or abort). Best effort: a claim left behind expires.
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// The lease of a store no other worker shares: never lost, nothing to release.
+#[derive(Debug, Default)]
+pub struct Unshared(CancellationToken);
+
+impl Lease for Unshared {
+    fn lost(&self) -> CancellationToken {
+        self.0.clone()
+    }
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The checkpoint of one unit, handed to its source through [`crate::PayloadSender`]:

@@ -87,6 +87,13 @@ pub enum SinkError {
         value: String,
         reason: String,
     },
+    /// Another worker committed the unit while this attempt was writing it (the manifest's
+    /// conditional write lost). This attempt's files share their names with the winner's,
+    /// which holds the same records, so nothing is deleted.
+    #[error(
+        "unit {unit}: another worker committed it while this attempt was writing ({path} changed); this attempt is dropped"
+    )]
+    Conflict { unit: String, path: String },
     /// Commit was called although a write of the unit had failed (a caller bug).
     #[error("unit {unit}: writing {path} failed earlier; the unit cannot be committed")]
     FailedEarlier { unit: String, path: String },
@@ -121,6 +128,7 @@ impl SinkError {
             | SinkError::UnsafeSegment { .. } => ErrorClass::Permanent,
             SinkError::StoreConfig { source, .. } | SinkError::Store { source, .. } => store_class(source),
             SinkError::LocalIo { .. } | SinkError::FailedEarlier { .. } => ErrorClass::Internal,
+            SinkError::Conflict { .. } => ErrorClass::Retryable,
             // Upload failures surface through the parquet writer: classify the store error inside.
             SinkError::Parquet { source, .. } => find_store_error(source).map_or(ErrorClass::Internal, store_class),
         }

@@ -27,6 +27,7 @@ pub(crate) enum MetaKind {
     DeadLetter,
     State,
     Checkpoints,
+    Claims,
 }
 
 impl MetaKind {
@@ -37,6 +38,7 @@ impl MetaKind {
             MetaKind::DeadLetter => "dead_letter",
             MetaKind::State => "state",
             MetaKind::Checkpoints => "checkpoints",
+            MetaKind::Claims => "claims",
         }
     }
     fn extension(self) -> &'static str {

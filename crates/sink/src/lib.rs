@@ -61,10 +61,13 @@
 //! # Ok(()) }
 //! ```
 
+mod claim;
 mod error;
 mod layout;
 mod manifest;
 mod partition;
+#[cfg(test)]
+mod s3_server;
 mod sink;
 mod state;
 #[cfg(test)]
@@ -72,5 +75,5 @@ mod tests;
 
 pub use error::SinkError;
 pub use manifest::{Manifest, ManifestFile};
-pub use sink::{ParquetSink, ParquetSinkOptions};
+pub use sink::{ParquetSink, ParquetSinkOptions, S3Options};
 pub use state::ObjectStoreState;

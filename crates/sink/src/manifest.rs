@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use etl_core::Unit;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,76 @@ pub(crate) async fn get_json<T: DeserializeOwned>(
             path: location.to_string(),
             source,
         })
+}
+
+/// Reads and parses a JSON object with the version it was read at (for a conditional
+/// replacement); `None` when it does not exist.
+pub(crate) async fn get_json_versioned<T: DeserializeOwned>(
+    store: &dyn ObjectStore,
+    location: &Path,
+    what: &'static str,
+) -> Result<Option<(T, UpdateVersion)>, SinkError> {
+    let result = match store.get(location).await {
+        Ok(r) => r,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(SinkError::store(what, location, e)),
+    };
+    let version = UpdateVersion {
+        e_tag: result.meta.e_tag.clone(),
+        version: result.meta.version.clone(),
+    };
+    let bytes = match result.bytes().await {
+        Ok(b) => b,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(SinkError::store(what, location, e)),
+    };
+    let value = serde_json::from_slice(&bytes).map_err(|source| SinkError::Json {
+        what,
+        path: location.to_string(),
+        source,
+    })?;
+    Ok(Some((value, version)))
+}
+
+/// Writes a JSON object only if the object is still as this attempt last saw it: absent
+/// (`expected` is `None`, `If-None-Match: *`) or at the version read (`If-Match`). Another
+/// writer having changed it in between is [`SinkError::Conflict`]. A store without conditional
+/// updates (local disk) falls back to a plain replace for the `Some` case.
+pub(crate) async fn put_json_if<T: Serialize>(
+    store: &dyn ObjectStore,
+    location: &Path,
+    value: &T,
+    expected: Option<UpdateVersion>,
+    unit: &str,
+    what: &'static str,
+) -> Result<(), SinkError> {
+    let body = serde_json::to_vec_pretty(value).map_err(|source| SinkError::Json {
+        what,
+        path: location.to_string(),
+        source,
+    })?;
+    let mode = match expected {
+        None => PutMode::Create,
+        Some(v) => PutMode::Update(v),
+    };
+    let conditional = PutOptions {
+        mode,
+        ..Default::default()
+    };
+    match store
+        .put_opts(location, PutPayload::from(body.clone()), conditional)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+            Err(SinkError::Conflict {
+                unit: unit.to_string(),
+                path: location.to_string(),
+            })
+        }
+        Err(object_store::Error::NotImplemented { .. }) => put_bytes(store, location, body, what).await,
+        Err(e) => Err(SinkError::store(what, location, e)),
+    }
 }
 
 /// Reads an object whole; `None` when it does not exist.

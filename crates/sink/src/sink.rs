@@ -15,9 +15,11 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use chrono::Utc;
+use etl_core::Secret;
 use etl_core::{CommitReport, Sink, StageError, Unit, UnitSummary, UnitWriter};
 use futures::future::BoxFuture;
 use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -30,7 +32,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::SinkError;
 use crate::layout::{self, DataFile, MetaKind};
-use crate::manifest::{Intent, Manifest, ManifestFile, delete_if_exists, get_json, put_bytes, put_json};
+use crate::manifest::{
+    Intent, Manifest, ManifestFile, delete_if_exists, get_json, get_json_versioned, put_bytes, put_json, put_json_if,
+};
 use crate::partition::{check_time_type, split_by_day};
 use crate::state::ObjectStoreState;
 
@@ -104,6 +108,51 @@ impl ParquetSinkOptions {
     }
 }
 
+/// How to reach an S3-compatible store. Every field left `None` comes from the standard `AWS_*`
+/// environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`), then object_store's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    pub allow_http: Option<bool>,
+    /// `<endpoint>/<bucket>/<key>` addressing (the default); false for virtual-hosted style.
+    pub path_style: Option<bool>,
+}
+
+impl S3Options {
+    fn builder(&self, url: &str) -> AmazonS3Builder {
+        let mut b = AmazonS3Builder::from_env().with_url(url);
+        if let Some(v) = &self.endpoint {
+            b = b.with_endpoint(v);
+        }
+        if let Some(v) = &self.region {
+            b = b.with_region(v);
+        }
+        if let Some(v) = &self.access_key_id {
+            b = b.with_access_key_id(v);
+        }
+        if let Some(v) = &self.secret_access_key {
+            b = b.with_secret_access_key(v.expose());
+        }
+        if let Some(v) = &self.session_token {
+            b = b.with_token(v.expose());
+        }
+        if let Some(v) = self.allow_http {
+            b = b.with_allow_http(v);
+        }
+        if let Some(v) = self.path_style {
+            b = b.with_virtual_hosted_style_request(!v);
+        }
+        // Conditional writes (claims, manifests) use If-None-Match / If-Match, which AWS S3 and
+        // the common S3-compatible servers support.
+        b.with_conditional_put(S3ConditionalPut::ETagMatch)
+    }
+}
+
 /// A hive-partitioned Parquet dataset on an object store (local directory, memory or S3).
 #[derive(Clone, Debug)]
 pub struct ParquetSink {
@@ -122,6 +171,12 @@ impl ParquetSink {
     /// missing), `file:///abs/path`, or `s3://bucket/prefix` (credentials and region from the
     /// `AWS_*` environment, see `AmazonS3Builder::from_env`). Opens no connection.
     pub fn open(url: &str, opts: ParquetSinkOptions) -> Result<Self, SinkError> {
+        Self::open_with(url, opts, &S3Options::default())
+    }
+
+    /// [`open`](Self::open), with the connection of an `s3://` URL given explicitly (fields left
+    /// `None` still come from the `AWS_*` environment). Ignored for local paths.
+    pub fn open_with(url: &str, opts: ParquetSinkOptions, s3: &S3Options) -> Result<Self, SinkError> {
         opts.check()?;
         let url = url.trim();
         let shown = redact_url(url);
@@ -152,13 +207,10 @@ impl ParquetSink {
                         "credentials do not belong in the URL; use the AWS_* environment variables".into(),
                     ));
                 }
-                let store = object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(url)
-                    .build()
-                    .map_err(|source| SinkError::StoreConfig {
-                        location: shown.clone(),
-                        source,
-                    })?;
+                let store = s3.builder(url).build().map_err(|source| SinkError::StoreConfig {
+                    location: shown.clone(),
+                    source,
+                })?;
                 let root = Path::from_url_path(parsed.path())
                     .map_err(|e| location_error(format!("prefix {:?}: {e}", parsed.path())))?;
                 let mut sink = Self::with_store(Arc::new(store), root, opts, None);
@@ -284,8 +336,16 @@ impl ParquetSink {
 
         self.remove_unfinished_attempt(&unit.id).await?;
         let manifest_location = layout::meta_object(&self.root, MetaKind::Manifests, &unit.id);
-        let previous: Option<Manifest> =
-            get_json(self.store.as_ref(), &manifest_location, "reading the previous manifest").await?;
+        let (previous, previous_version) = match get_json_versioned::<Manifest>(
+            self.store.as_ref(),
+            &manifest_location,
+            "reading the previous manifest",
+        )
+        .await?
+        {
+            Some((manifest, version)) => (Some(manifest), Some(version)),
+            None => (None, None),
+        };
 
         Ok(ParquetUnitWriter {
             store: Arc::clone(&self.store),
@@ -301,6 +361,7 @@ impl ParquetSink {
             max_open_files: self.opts.max_open_files,
             upload_buffer: self.upload_buffer,
             previous,
+            previous_version,
             local_root: self.local_root.clone(),
             files: Vec::new(),
             open: HashMap::new(),
@@ -540,6 +601,9 @@ struct ParquetUnitWriter {
     upload_buffer: usize,
     /// The unit's last commit, whose files not rewritten now are deleted at commit.
     previous: Option<Manifest>,
+    /// The version of that manifest as read at begin: the manifest is replaced only if it is
+    /// still that one (or created only if there was none), so two workers cannot both commit.
+    previous_version: Option<object_store::UpdateVersion>,
     /// The local directory the store maps to, when it is a local filesystem (for fsync).
     local_root: Option<PathBuf>,
     files: Vec<FileEntry>,
@@ -702,6 +766,8 @@ impl ParquetUnitWriter {
     async fn commit(mut self, summary: UnitSummary) -> Result<CommitReport, SinkError> {
         let manifest = match self.publish(&summary).await {
             Ok(manifest) => manifest,
+            // The files carry the winner's names: deleting them would delete its commit.
+            Err(e @ SinkError::Conflict { .. }) => return Err(e),
             Err(e) => {
                 self.discard().await;
                 return Err(e);
@@ -797,7 +863,15 @@ impl ParquetUnitWriter {
             committed_at: Utc::now(),
         };
         let location = layout::meta_object(&self.root, MetaKind::Manifests, &self.unit.id);
-        put_json(self.store.as_ref(), &location, &manifest, "writing manifest").await?;
+        put_json_if(
+            self.store.as_ref(),
+            &location,
+            &manifest,
+            self.previous_version.clone(),
+            &self.unit.id,
+            "writing manifest",
+        )
+        .await?;
         Ok(manifest)
     }
 

@@ -3,16 +3,19 @@
 //! One JSON object per unit (`_etl/state/<unit_id>.json`) rather than one shared file: two
 //! workers finishing different units never write the same object, so no locking or
 //! read-modify-write race is needed, and the state moves with the dataset when it is copied.
+//! Claims (`_etl/claims/`, see the `claim` module) keep two workers off the same unit.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use etl_core::{StageError, StateStore, UnitRecord};
+use chrono::{DateTime, Utc};
+use etl_core::{Claim, StageError, StateStore, Unit, UnitRecord};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 
+use crate::claim::{self, Identity};
 use crate::error::SinkError;
 use crate::layout::{self, MetaKind};
 use crate::manifest::{delete_if_exists, get_json, put_json};
@@ -26,12 +29,17 @@ const LOAD_CONCURRENCY: usize = 16;
 pub struct ObjectStoreState {
     store: Arc<dyn ObjectStore>,
     root: Path,
+    identity: Identity,
 }
 
 impl ObjectStoreState {
     /// The state of the dataset at `root` in `store`.
     pub fn new(store: Arc<dyn ObjectStore>, root: Path) -> Self {
-        Self { store, root }
+        Self {
+            store,
+            root,
+            identity: Identity::current(),
+        }
     }
 
     async fn load_all(&self) -> Result<BTreeMap<String, UnitRecord>, SinkError> {
@@ -100,5 +108,11 @@ impl StateStore for ObjectStoreState {
             let location = layout::meta_object(&self.root, MetaKind::Checkpoints, unit_id);
             Ok(delete_if_exists(self.store.as_ref(), &location, "deleting a unit checkpoint").await?)
         })
+    }
+
+    fn claim<'a>(&'a self, unit: &'a Unit, since: DateTime<Utc>) -> BoxFuture<'a, Result<Claim, StageError>> {
+        Box::pin(
+            async move { Ok(claim::acquire(Arc::clone(&self.store), &self.root, &self.identity, unit, since).await?) },
+        )
     }
 }

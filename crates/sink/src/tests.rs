@@ -1,6 +1,7 @@
-//! One conformance suite, run on every backend the sink supports here (in memory and on local
-//! disk), in the spirit of object_store's own `integration.rs`: a behaviour that holds on one
-//! store and not on another is a bug in the sink, not in the test.
+//! One conformance suite, run on every backend the sink supports (in memory, on local disk, and
+//! on a real S3-compatible server: moto, started from the project's `.venv` by
+//! `scripts/s3_server.py`), in the spirit of object_store's own `integration.rs`: a behaviour
+//! that holds on one store and not on another is a bug in the sink, not in the test.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::layout::MICROS_PER_DAY;
+use crate::s3_server;
 use crate::{Manifest, ParquetSink, ParquetSinkOptions};
 
 /// 2025-09-11 and 2025-09-12, in days since the epoch.
@@ -32,6 +34,8 @@ struct Fixture {
     root: Path,
     /// The directory the store's root maps to, for local disk.
     local_root: Option<PathBuf>,
+    /// The bucket, on the S3 server.
+    bucket: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -41,6 +45,7 @@ impl Fixture {
             store: Arc::new(InMemory::new()),
             root: Path::from("datasets/mail"),
             local_root: None,
+            bucket: None,
             _dir: None,
         }
     }
@@ -53,7 +58,30 @@ impl Fixture {
             store: Arc::new(store),
             root: Path::from("datasets/mail"),
             local_root: Some(root_dir),
+            bucket: None,
             _dir: Some(dir),
+        }
+    }
+
+    /// A fresh bucket on the shared test S3 server.
+    fn s3() -> Self {
+        let endpoint = s3_server::endpoint();
+        let bucket = s3_server::create_bucket();
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_bucket_name(&bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("test-key")
+            .with_secret_access_key("test-secret")
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        Self {
+            store: Arc::new(store),
+            root: Path::from("datasets/mail"),
+            local_root: None,
+            bucket: Some(bucket),
+            _dir: None,
         }
     }
 
@@ -746,6 +774,294 @@ async fn bad_time_values_and_schemas_are_refused(fx: Fixture) {
     assert_eq!(fx.parquet_files().await, Vec::<String>::new());
 }
 
+// --- Two workers, one dataset -----------------------------------------------------------------
+
+fn claimed(claim: etl_core::Claim) -> Box<dyn etl_core::Lease> {
+    match claim {
+        etl_core::Claim::Held(lease) => lease,
+        other => panic!("expected a held claim, got {other:?}"),
+    }
+}
+
+async fn a_claimed_unit_waits_and_is_not_written_twice(fx: Fixture) {
+    let since = Utc::now();
+    let worker_a = fx.sink(opts());
+    let worker_b = fx.sink(opts());
+    let u = unit("u");
+    let lease = claimed(worker_a.state_store().claim(&u, since).await.unwrap());
+    assert!(fx.exists("_etl/claims/u.json").await);
+
+    // Worker B asks for the same unit: it waits while A holds it.
+    let state_b = worker_b.state_store();
+    let u_b = u.clone();
+    let waiting = tokio::spawn(async move { state_b.claim(&u_b, since).await });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!waiting.is_finished(), "B must wait while A holds the claim");
+
+    // A writes and commits, then releases.
+    let mut w = begin(&worker_a, &u).await;
+    w.write(batch(&day_rows(D1, 0..5))).await.unwrap();
+    let report = w.commit(UnitSummary::default()).await.unwrap();
+    let record = UnitRecord {
+        unit: u.clone(),
+        committed_at: Utc::now(),
+        report,
+    };
+    worker_a.state_store().mark_done(&record).await.unwrap();
+    lease.release().await;
+    assert!(!fx.exists("_etl/claims/u.json").await, "released");
+
+    // B then learns that the unit is committed and writes nothing.
+    match waiting.await.unwrap().unwrap() {
+        etl_core::Claim::CommittedElsewhere(r) => assert_eq!(r, record),
+        other => panic!("B should find the unit committed, got {other:?}"),
+    }
+    assert!(!fx.exists("_etl/claims/u.json").await, "B holds nothing");
+    assert_eq!(fx.parquet_files().await, vec!["dt=2025-09-11/u-0000.parquet"]);
+
+    // A provisional unit committed before this run started is written again.
+    let mut open = unit("open");
+    open.provisional = true;
+    let old = UnitRecord {
+        unit: open.clone(),
+        committed_at: since - chrono::Duration::hours(1),
+        report: Default::default(),
+    };
+    worker_a.state_store().mark_done(&old).await.unwrap();
+    claimed(worker_b.state_store().claim(&open, since).await.unwrap())
+        .release()
+        .await;
+}
+
+async fn a_claim_left_by_a_dead_process_is_taken_over(fx: Fixture) {
+    let sink = fx.sink(opts());
+    let u = unit("u");
+    // Written by a process of this host that is gone (pid far beyond pid_max).
+    let mine = claimed(sink.state_store().claim(&u, Utc::now()).await.unwrap());
+    let mut body: serde_json::Value = serde_json::from_slice(&fx.bytes("_etl/claims/u.json").await).unwrap();
+    mine.release().await;
+    body["pid"] = serde_json::json!(u32::MAX - 7);
+    body["owner"] = serde_json::json!("crashed-worker");
+    fx.store
+        .put(
+            &fx.location("_etl/claims/u.json"),
+            serde_json::to_vec(&body).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let lease = claimed(sink.state_store().claim(&u, Utc::now()).await.unwrap());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "no wait for a dead holder"
+    );
+    let now: serde_json::Value = serde_json::from_slice(&fx.bytes("_etl/claims/u.json").await).unwrap();
+    assert_ne!(now["owner"], "crashed-worker");
+    lease.release().await;
+
+    // Another host's claim: respected until it expires, then taken over.
+    body["host"] = serde_json::json!("another-host");
+    body["expires_at"] = serde_json::json!((Utc::now() + chrono::Duration::seconds(2)).to_rfc3339());
+    fx.store
+        .put(
+            &fx.location("_etl/claims/u.json"),
+            serde_json::to_vec(&body).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let lease = claimed(sink.state_store().claim(&u, Utc::now()).await.unwrap());
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1000),
+        "a live claim of another host is waited for ({:?})",
+        started.elapsed()
+    );
+    assert!(!lease.lost().is_cancelled());
+    lease.release().await;
+}
+
+async fn a_commit_that_lost_the_race_keeps_the_winner(fx: Fixture) {
+    // Two attempts that bypass claims (a holder that did not notice it lost its claim).
+    let sink = fx.sink(opts());
+    let u = unit("u");
+    let mut first = begin(&sink, &u).await;
+    let mut second = begin(&sink, &u).await;
+    first.write(batch(&day_rows(D1, 0..5))).await.unwrap();
+    second.write(batch(&day_rows(D1, 0..5))).await.unwrap();
+    let report = first.commit(UnitSummary::default()).await.unwrap();
+    let err = second.commit(UnitSummary::default()).await.unwrap_err();
+    assert!(err.to_string().contains("another worker committed it"), "{err}");
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    // The winner's data and manifest stand.
+    assert_eq!(fx.parquet_files().await, report.files);
+    assert_eq!(fx.ns("dt=2025-09-11/u-0000.parquet").await, (0..5).collect::<Vec<_>>());
+    let manifest: Manifest = serde_json::from_slice(&fx.bytes("_etl/manifests/u.json").await).unwrap();
+    assert_eq!(manifest.rows, 5);
+}
+
+async fn a_failed_part_aborts_the_upload(fx: Fixture) {
+    let failing = Arc::new(FailingParts::new(Arc::clone(&fx.store)));
+    let store: Arc<dyn ObjectStore> = failing.clone();
+    let sink = ParquetSink::with_store(store, fx.root.clone(), opts(), fx.local_root.clone()).with_upload_buffer(256);
+    let u = unit("u");
+    let rows = day_rows(D1, 0..4000);
+    let mut w = begin(&sink, &u).await;
+    let written = w.write(batch(&rows)).await;
+    let result = match written {
+        Ok(()) => w.commit(UnitSummary::default()).await.map(|_| ()),
+        Err(e) => {
+            w.abort().await;
+            Err(e)
+        }
+    };
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string().contains("u-0000.parquet"),
+        "the error names the file: {err}"
+    );
+    assert!(failing.failed(), "a part upload was failed");
+    assert_eq!(
+        fx.parquet_files().await,
+        Vec::<String>::new(),
+        "no object at the final key"
+    );
+    if let Some(bucket) = &fx.bucket {
+        assert_eq!(
+            s3_server::uploads_in_progress(bucket),
+            Vec::<String>::new(),
+            "the multipart upload was aborted"
+        );
+    }
+    assert!(
+        fx.disk_files().iter().all(|f| !f.contains('#')),
+        "{:?}",
+        fx.disk_files()
+    );
+
+    // The next attempt (the store healthy again) commits the unit.
+    failing.disarm();
+    let mut w = begin(&sink, &u).await;
+    w.write(batch(&rows)).await.unwrap();
+    let report = w.commit(UnitSummary::default()).await.unwrap();
+    assert_eq!(report.rows, 4000);
+    assert_eq!(
+        fx.ns("dt=2025-09-11/u-0000.parquet").await,
+        (0..4000).collect::<Vec<_>>()
+    );
+}
+
+/// An object store whose second multipart part fails, as a server answering an UploadPart with
+/// an error after object_store's own retries.
+#[derive(Debug)]
+struct FailingParts {
+    inner: Arc<dyn ObjectStore>,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FailingParts {
+    fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            armed: Arc::new(true.into()),
+            failed: Arc::new(false.into()),
+        }
+    }
+    fn disarm(&self) {
+        self.armed.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Display for FailingParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FailingParts({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FailingParts {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(FailingUpload {
+            inner,
+            parts: 0,
+            armed: Arc::clone(&self.armed),
+            failed: Arc::clone(&self.failed),
+        }))
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(&self, from: &Path, to: &Path, options: object_store::CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[derive(Debug)]
+struct FailingUpload {
+    inner: Box<dyn object_store::MultipartUpload>,
+    parts: usize,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl object_store::MultipartUpload for FailingUpload {
+    fn put_part(&mut self, data: object_store::PutPayload) -> object_store::UploadPart {
+        self.parts += 1;
+        if self.parts == 2 && self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Box::pin(async {
+                Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: "UploadPart: 500 Internal Error (injected)".into(),
+                })
+            });
+        }
+        self.inner.put_part(data)
+    }
+    async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+        self.inner.complete().await
+    }
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -758,6 +1074,12 @@ macro_rules! conformance {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 super::$name(super::Fixture::local()).await
+            })*
+        }
+        mod s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Fixture::s3()).await
             })*
         }
     };
@@ -778,4 +1100,8 @@ conformance!(
     checkpoints_round_trip_and_clear,
     zero_rows_commit_no_files,
     bad_time_values_and_schemas_are_refused,
+    a_claimed_unit_waits_and_is_not_written_twice,
+    a_claim_left_by_a_dead_process_is_taken_over,
+    a_commit_that_lost_the_race_keeps_the_winner,
+    a_failed_part_aborts_the_upload,
 );
