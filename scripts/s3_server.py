@@ -10,6 +10,7 @@ multipart part size so that tests can exercise multipart uploads with small file
 
 import argparse
 import logging
+import threading
 import os
 import sys
 import urllib.request
@@ -23,13 +24,24 @@ def main() -> None:
         # Read by moto when its S3 backend is imported.
         os.environ["S3_UPLOAD_PART_MIN_SIZE"] = str(args.min_part_size)
 
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+
+    def app(environ, start_response):
+        # moto checks a conditional write (If-None-Match, If-Match) and then writes, in two
+        # steps; S3 does both atomically. One request at a time restores that atomicity, which
+        # the tests of two workers racing on one object depend on.
+        with lock:
+            return list(moto_app(environ, start_response))
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
     endpoint = f"http://{host}:{port}"
     # Answering, not just listening: the first request imports the S3 backend.
     urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=30).read()
@@ -37,7 +49,7 @@ def main() -> None:
     try:
         sys.stdin.read()
     finally:
-        server.stop()
+        server.shutdown()
 
 
 if __name__ == "__main__":

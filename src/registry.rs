@@ -9,7 +9,7 @@ use anyhow::Context;
 use etl_config::{PipelineConfig, SinkConfig, SourceConfig, TransformConfig};
 use etl_core::{Format, Pipeline, Secret, Source, Transform};
 use etl_http::{Client, HttpConfig, Redactor};
-use etl_sink::{ParquetSink, ParquetSinkOptions};
+use etl_sink::{ParquetSink, ParquetSinkOptions, S3Options};
 
 /// A loaded pipeline, with its config kept for messages and summaries.
 pub struct Prepared {
@@ -50,7 +50,17 @@ pub fn prepare(file: &Path) -> anyhow::Result<Prepared> {
                 max_file_size: c.max_file_size.0,
                 max_open_files: c.max_open_files,
             };
-            ParquetSink::open(&c.url, opts).with_context(|| format!("{}: sink url {:?}", file.display(), c.url))?
+            let s3 = S3Options {
+                endpoint: c.s3.endpoint.clone(),
+                region: c.s3.region.clone(),
+                access_key_id: c.s3.access_key_id.clone(),
+                secret_access_key: c.s3.secret_access_key.clone(),
+                session_token: c.s3.session_token.clone(),
+                allow_http: c.s3.allow_http,
+                path_style: c.s3.path_style,
+            };
+            ParquetSink::open_with(&c.url, opts, &s3)
+                .with_context(|| format!("{}: sink url {:?}", file.display(), c.url))?
         }
     };
     check_schema(file, format.as_ref(), &transforms)?;
@@ -131,6 +141,15 @@ fn http_config(c: &PipelineConfig) -> HttpConfig {
 /// Every secret of the pipeline, so the HTTP layer can redact them from logs and errors.
 fn secrets(c: &PipelineConfig) -> Vec<Secret> {
     let mut s = c.source.secrets();
+    let SinkConfig::Parquet(sink) = &c.sink;
+    s.extend(sink.s3.secrets());
+    s.extend(
+        ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+            .into_iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .filter(|v| !v.is_empty())
+            .map(Secret::new),
+    );
     for t in &c.transforms {
         if let TransformConfig::Hash { key, .. } = t {
             s.push(key.clone());

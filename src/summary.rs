@@ -63,6 +63,7 @@ fn render(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Dura
                     0,
                 )
             }
+            UnitStatus::CommittedElsewhere { .. } => ("elsewhere", 0, 0),
             UnitStatus::Cancelled => ("interrupted", 0, 0),
         };
         rows += o.rows;

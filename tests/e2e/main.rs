@@ -4,7 +4,9 @@
 mod audit;
 mod cdn;
 mod config;
+mod faults;
 mod mail_delivery;
 mod mail_tracking;
+mod s3;
 mod util;
 mod webdav;

@@ -3,8 +3,16 @@
 //! Each library crate keeps its own `thiserror` enum; at the stage boundary an error becomes a
 //! [`StageError`] that carries its [`ErrorClass`], because the runner and the binary only need to
 //! know one thing about a failure: can a later run overcome it (exit 3) or not (exit 4)?
+//!
+//! One failure is neither: the server refused a continuation token in the middle of a unit (it
+//! expired, or the server lost the cursor). Repeating that request cannot help, yet the unit's
+//! data is still there, from its first page. [`StageError::restart_unit`] asks the runner to
+//! discard what the attempt wrote and fetch the unit again from scratch; the error is retryable,
+//! so when the runner has no restarts left it is reported as such.
 
 use std::fmt;
+
+use crate::stage::FetchStats;
 
 /// How a failure should be treated by the runner, the exit code and a scheduler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -25,6 +33,8 @@ pub struct StageError {
     class: ErrorClass,
     context: Vec<String>,
     inner: Box<dyn std::error::Error + Send + Sync + 'static>,
+    /// Set by [`StageError::restart_unit`]: what the abandoned attempt had fetched.
+    restart: Option<FetchStats>,
 }
 
 impl StageError {
@@ -33,6 +43,7 @@ impl StageError {
             class,
             context: Vec::new(),
             inner: err.into(),
+            restart: None,
         }
     }
     pub fn retryable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
@@ -46,6 +57,21 @@ impl StageError {
     }
     pub fn cancelled() -> Self {
         Self::new(ErrorClass::Cancelled, "interrupted")
+    }
+    /// The unit must be fetched again from its first page: the server refused to continue it
+    /// (a continuation token rejected mid-window). `fetched` is what this attempt had fetched
+    /// before (the runner adds it to the unit's counters). The runner aborts the unit's writer
+    /// and runs the unit again, a bounded number of times; the error is retryable, which is
+    /// how it is reported once the runner gives up.
+    pub fn restart_unit(err: impl Into<Box<dyn std::error::Error + Send + Sync>>, fetched: FetchStats) -> Self {
+        Self {
+            restart: Some(fetched),
+            ..Self::retryable(err)
+        }
+    }
+    /// For an error made by [`StageError::restart_unit`]: what the abandoned attempt fetched.
+    pub fn restart_requested(&self) -> Option<&FetchStats> {
+        self.restart.as_ref()
     }
     pub fn class(&self) -> ErrorClass {
         self.class
@@ -121,6 +147,20 @@ mod tests {
             .context("unit mail_delivery-2025-09-11");
         assert_eq!(e.to_string(), "unit mail_delivery-2025-09-11: page 3: connection reset");
         assert_eq!(e.class(), ErrorClass::Retryable);
+    }
+
+    #[test]
+    fn a_restart_request_is_retryable_and_survives_context() {
+        let fetched = FetchStats {
+            requests: 3,
+            payloads: 2,
+            ..Default::default()
+        };
+        let e = StageError::restart_unit("token rejected", fetched.clone()).context("page 3");
+        assert_eq!(e.class(), ErrorClass::Retryable);
+        assert_eq!(e.restart_requested(), Some(&fetched));
+        assert_eq!(e.to_string(), "page 3: token rejected");
+        assert_eq!(StageError::retryable("reset").restart_requested(), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 pub mod bad;
 pub mod error;
+pub mod failpoint;
 pub mod payload;
 pub mod runner;
 pub mod secret;

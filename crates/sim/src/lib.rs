@@ -15,6 +15,8 @@
 //! | `GET /lls/v1.0/logs/delivery` | CDN delivery-log file listing (JSON, rate limited; `CDN_LOGS_URL` is the server root) |
 //! | `GET /cdn-dl/{domain}/{yyyyMMdd}/{name}?expire=..&sign=..` | CDN log file downloads (signed URLs from the listing) |
 //! | `GET /_sim/stats` | request counters, JSON (below) |
+//! | `POST`, `GET`, `DELETE /_sim/faults` | add, list, remove scripted faults (see the `script` module) |
+//! | `GET /_sim/requests[?api=mail_delivery\|mail_tracking]` | the request log of the scripted APIs (see the `script` module) |
 //! | `GET /_sim/cdn/requests` | the CDN listing's request log and download counters (see the `cdn` module) |
 //! | `PROPFIND`, `GET /{cell}/__log/{archive,current}[/{file}]` | WebDAV log store of a cell (Bearer token; `WEBDAV_CELL_URL` is `http://127.0.0.1:PORT/sim-cell/`) |
 //! | `POST /_sim/webdav/rotate`, `GET /_sim/webdav/truth`, `GET /_sim/webdav/requests` | rotate the log store now; its live truth; its request counters (see the `webdav` module) |
@@ -106,6 +108,18 @@
 //! limiter; see the `cdn` module. The audit-log service answers an injected 500 or 503 with a proxy's HTML
 //! body, never a SOAP fault, and throttles with 503 + `Retry-After` rather than 429; see the `audit` module.
 //!
+//! A test that must prove what a client does after one particular failure scripts it instead:
+//! `POST /_sim/faults` with `{"rules": [{"api": "mail_delivery", "requests": "token", "times": 2,
+//! "fault": {"kind": "status", "status": 503, "retry_after": 2}}]}` fails the next two pages after a
+//! first page with 503 and `Retry-After: 2`. Rules pick an API (mail delivery or mail tracking), which
+//! requests (any, or only those carrying a continuation token, optionally with given parameter values,
+//! after skipping some), the fault (429/500/502/503/504 with a `Retry-After` in seconds or as an HTTP
+//! date; a connection reset mid-body; a body shorter than its `Content-Length`; headers, then a stalled
+//! body; the API's own refusal of the continuation token) and how many times. Scripted faults come
+//! before random ones. `GET /_sim/requests?api=mail_delivery` then lists every request with its arrival
+//! time in milliseconds, parameters, a hash of its token, the status answered and the fault injected.
+//! The formats are in the `script` module.
+//!
 //! # Example
 //! ```no_run
 //! # async fn demo() -> Result<(), etl_sim::SimError> {
@@ -128,6 +142,7 @@ mod data;
 mod faults;
 mod mail_delivery;
 mod mail_tracking;
+mod script;
 mod webdav;
 
 #[cfg(test)]
@@ -353,6 +368,10 @@ struct StatsSnapshot {
 pub(crate) struct Shared {
     pub(crate) seed: u64,
     pub(crate) faults: FaultInjector,
+    /// Faults a test scripted at runtime (`/_sim/faults`); they come before the random ones.
+    pub(crate) script: script::FaultScript,
+    /// When each request to a scriptable API arrived and how it was answered (`/_sim/requests`).
+    pub(crate) requests: script::RequestLog,
     pub(crate) stats: Stats,
     request_counter: AtomicU64,
 }
@@ -362,6 +381,8 @@ impl Shared {
         Self {
             seed,
             faults: FaultInjector::new(seed, fault_rate),
+            script: script::FaultScript::default(),
+            requests: script::RequestLog::default(),
             stats: Stats::default(),
             request_counter: AtomicU64::new(0),
         }
@@ -535,7 +556,8 @@ pub async fn start(args: SimArgs) -> Result<RunningSim, SimError> {
     let audit = Arc::new(AuditLog::new(shared.clone(), audit_config, addr));
     let app = Router::new()
         .route("/_sim/stats", get(stats))
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(script::router(shared))
         .merge(mail.router())
         .merge(tracking.router())
         .merge(cdn.router())

@@ -40,7 +40,8 @@ use serde::Serialize;
 
 use crate::Shared;
 use crate::data::{DayCache, SplitMix64, fnv1a64, mix};
-use crate::faults::{Fault, truncated_body};
+use crate::faults::{Fault, RetryAfter};
+use crate::script::{Api, Delivery, Scripted, announce_length, decode_params, gateway_page, with_retry_after};
 
 /// Where the API is mounted; the client's base URL is `http://127.0.0.1:PORT/mail-delivery/`.
 pub(crate) const PATH: &str = "/mail-delivery/";
@@ -474,6 +475,21 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// The error body an injected 429 or 5xx carries: `why` says who injected it.
+    fn for_status(status: StatusCode, why: &str) -> Self {
+        let (receiver, code, what) = match status {
+            StatusCode::TOO_MANY_REQUESTS => (false, "Throttling", "rate exceeded"),
+            StatusCode::SERVICE_UNAVAILABLE => (true, "ServiceUnavailable", "service unavailable"),
+            _ => (true, "InternalError", "internal error"),
+        };
+        Self {
+            status,
+            receiver,
+            code,
+            message: format!("{why}: {what}"),
+        }
+    }
 }
 
 /// A validated `GetDeliveryLog` request. Times are Unix seconds; `end_excl` is one minute after `EndDate`.
@@ -827,45 +843,70 @@ impl MailDelivery {
 }
 
 async fn handle(State(api): State<Arc<MailDelivery>>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let arrival = api.shared.arrive(Api::MailDelivery, decode_params(&body));
+    let (resp, fault) = respond(&api, method, headers, body, arrival.scripted.clone()).await;
+    api.shared.answered(arrival, &resp, fault);
+    resp
+}
+
+/// Answers one request, with the scripted fault if there is one, else perhaps a random one; returns
+/// the response and the name of the fault injected.
+async fn respond(
+    api: &Arc<MailDelivery>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+    scripted: Option<Scripted>,
+) -> (Response, Option<String>) {
     let stats = &api.shared.stats.mail_delivery;
     stats.requests.fetch_add(1, Ordering::Relaxed);
     let (request_id, counter) = api.shared.next_request_id();
-    let mut drop_connection = false;
-    if let Some(fault) = api.shared.faults.pick() {
+    let mut delivery = Delivery::Normal;
+    let mut fault_name = None;
+    if let Some(fault) = scripted {
+        stats.faults.fetch_add(1, Ordering::Relaxed);
+        let name = fault.name();
+        tracing::info!(api = "mail-delivery", %request_id, fault = %name, "injecting a scripted fault");
+        match fault {
+            Scripted::Status { status, retry_after } => {
+                let resp = gateway_page(status)
+                    .unwrap_or_else(|| error_response(&ApiError::for_status(status, "scripted fault"), &request_id));
+                return (with_retry_after(resp, retry_after.as_ref()), Some(name));
+            }
+            Scripted::RejectToken => {
+                let err = ApiError::invalid(
+                    "NextToken is not valid: it has expired or was not issued for this StartDate/EndDate",
+                );
+                return (error_response(&err, &request_id), Some(name));
+            }
+            Scripted::Body(d) => delivery = d,
+        }
+        fault_name = Some(name);
+    } else if let Some(fault) = api.shared.faults.pick() {
         stats.faults.fetch_add(1, Ordering::Relaxed);
         tracing::info!(api = "mail-delivery", %request_id, fault = fault.name(), "injecting a fault");
+        fault_name = Some(fault.name().to_string());
         match fault {
             Fault::InternalError => {
-                return error_response(&ApiError::internal("injected fault: internal error"), &request_id);
+                let resp = error_response(&ApiError::internal("injected fault: internal error"), &request_id);
+                return (resp, fault_name);
             }
             Fault::Unavailable { retry_after } => {
-                let err = ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    receiver: true,
-                    code: "ServiceUnavailable",
-                    message: "injected fault: service unavailable".into(),
-                };
-                let mut resp = error_response(&err, &request_id);
-                if retry_after {
-                    resp.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                }
-                return resp;
+                let err = ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE, "injected fault");
+                let retry_after = retry_after.then_some(RetryAfter::Seconds(1));
+                return (
+                    with_retry_after(error_response(&err, &request_id), retry_after.as_ref()),
+                    fault_name,
+                );
             }
             Fault::TooManyRequests { retry_after } => {
-                let err = ApiError {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    receiver: false,
-                    code: "Throttling",
-                    message: "injected fault: rate exceeded".into(),
-                };
-                let mut resp = error_response(&err, &request_id);
-                if let Ok(v) = HeaderValue::from_str(&retry_after.header_value()) {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                return resp;
+                let err = ApiError::for_status(StatusCode::TOO_MANY_REQUESTS, "injected fault");
+                return (
+                    with_retry_after(error_response(&err, &request_id), Some(&retry_after)),
+                    fault_name,
+                );
             }
-            Fault::DropConnection => drop_connection = true,
+            Fault::DropConnection => delivery = Delivery::Reset,
             Fault::Slow(delay) => tokio::time::sleep(delay).await,
         }
     }
@@ -876,23 +917,24 @@ async fn handle(State(api): State<Arc<MailDelivery>>, method: Method, headers: H
     let answered = tokio::task::spawn_blocking(move || worker.answer(&method, &headers, &body, now, &rid))
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("building the page failed: {e}"))));
-    match answered {
-        Ok(page) if drop_connection => xml_response(StatusCode::OK, &request_id, truncated_body(page.body)),
+    let (status, full) = match answered {
         Ok(page) => {
-            stats.data_requests.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(api = "mail-delivery", %request_id, log_count = page.log_count, more = page.more, "page served");
-            xml_response(StatusCode::OK, &request_id, crate::chunked_body(page.body, counter))
+            if delivery == Delivery::Normal {
+                stats.data_requests.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(api = "mail-delivery", %request_id, log_count = page.log_count, more = page.more, "page served");
+            }
+            (StatusCode::OK, page.body)
         }
-        Err(err) if drop_connection => xml_response(
-            err.status,
-            &request_id,
-            truncated_body(Bytes::from(render_error(&err, &request_id))),
-        ),
-        Err(err) => {
+        Err(err) if delivery == Delivery::Normal => {
             tracing::info!(api = "mail-delivery", %request_id, status = err.status.as_u16(), code = err.code, message = %err.message, "request refused");
-            error_response(&err, &request_id)
+            return (error_response(&err, &request_id), fault_name);
         }
-    }
+        Err(err) => (err.status, Bytes::from(render_error(&err, &request_id))),
+    };
+    let (body, length) = delivery.body(full, counter);
+    let mut resp = xml_response(status, &request_id, body);
+    announce_length(&mut resp, length);
+    (resp, fault_name)
 }
 
 #[cfg(test)]

@@ -67,7 +67,8 @@ use serde::Serialize;
 
 use crate::Shared;
 use crate::data::{DayCache, SplitMix64, fnv1a64, mix};
-use crate::faults::{Fault, truncated_body};
+use crate::faults::{Fault, RetryAfter};
+use crate::script::{Api, Delivery, Scripted, announce_length, decode_params, gateway_page, with_retry_after};
 
 /// Where the API is mounted, on the server root.
 pub(crate) const PATH: &str = "/api/v1/log/mailtrackinglog";
@@ -1208,6 +1209,20 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// The error body an injected 429 or 5xx carries: `why` says who injected it.
+    fn for_status(status: StatusCode, why: &str) -> Self {
+        let (code, what) = match status {
+            StatusCode::TOO_MANY_REQUESTS => ("TooManyRequests", "rate exceeded"),
+            StatusCode::SERVICE_UNAVAILABLE => ("ServiceUnavailable", "service unavailable"),
+            _ => ("InternalError", "internal error"),
+        };
+        Self {
+            status,
+            code,
+            message: format!("{why}: {what}"),
+        }
+    }
 }
 
 /// Shows a client-supplied value in an error message without letting it run on.
@@ -1622,43 +1637,65 @@ async fn handle(
     headers: HeaderMap,
     RawQuery(raw_query): RawQuery,
 ) -> Response {
+    let params = decode_params(raw_query.as_deref().unwrap_or("").as_bytes());
+    let arrival = api.shared.arrive(Api::MailTracking, params);
+    let (resp, fault) = respond(&api, method, headers, raw_query, arrival.scripted.clone()).await;
+    api.shared.answered(arrival, &resp, fault);
+    resp
+}
+
+/// Answers one request, with the scripted fault if there is one, else perhaps a random one; returns
+/// the response and the name of the fault injected.
+async fn respond(
+    api: &Arc<MailTracking>,
+    method: Method,
+    headers: HeaderMap,
+    raw_query: Option<String>,
+    scripted: Option<Scripted>,
+) -> (Response, Option<String>) {
     let stats = &api.shared.stats.mail_tracking;
     stats.requests.fetch_add(1, Ordering::Relaxed);
     let (request_id, counter) = api.shared.next_request_id();
-    let mut drop_connection = false;
-    if let Some(fault) = api.shared.faults.pick() {
+    let mut delivery = Delivery::Normal;
+    let mut fault_name = None;
+    if let Some(fault) = scripted {
+        stats.faults.fetch_add(1, Ordering::Relaxed);
+        let name = fault.name();
+        tracing::info!(api = "mail-tracking", %request_id, fault = %name, "injecting a scripted fault");
+        match fault {
+            Scripted::Status { status, retry_after } => {
+                let resp = gateway_page(status)
+                    .unwrap_or_else(|| error_response(&ApiError::for_status(status, "scripted fault")));
+                return (with_retry_after(resp, retry_after.as_ref()), Some(name));
+            }
+            Scripted::RejectToken => {
+                let err = ApiError::invalid("token is not valid: it has expired or was not issued for this query");
+                return (error_response(&err), Some(name));
+            }
+            Scripted::Body(d) => delivery = d,
+        }
+        fault_name = Some(name);
+    } else if let Some(fault) = api.shared.faults.pick() {
         stats.faults.fetch_add(1, Ordering::Relaxed);
         tracing::info!(api = "mail-tracking", %request_id, fault = fault.name(), "injecting a fault");
+        fault_name = Some(fault.name().to_string());
         match fault {
             Fault::InternalError => {
-                return error_response(&ApiError::internal("injected fault: internal error"));
+                return (
+                    error_response(&ApiError::internal("injected fault: internal error")),
+                    fault_name,
+                );
             }
             Fault::Unavailable { retry_after } => {
-                let err = ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    code: "ServiceUnavailable",
-                    message: "injected fault: service unavailable".into(),
-                };
-                let mut resp = error_response(&err);
-                if retry_after {
-                    resp.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                }
-                return resp;
+                let err = ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE, "injected fault");
+                let retry_after = retry_after.then_some(RetryAfter::Seconds(1));
+                return (with_retry_after(error_response(&err), retry_after.as_ref()), fault_name);
             }
             Fault::TooManyRequests { retry_after } => {
-                let err = ApiError {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    code: "TooManyRequests",
-                    message: "injected fault: rate exceeded".into(),
-                };
-                let mut resp = error_response(&err);
-                if let Ok(v) = HeaderValue::from_str(&retry_after.header_value()) {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                return resp;
+                let err = ApiError::for_status(StatusCode::TOO_MANY_REQUESTS, "injected fault");
+                return (with_retry_after(error_response(&err), Some(&retry_after)), fault_name);
             }
-            Fault::DropConnection => drop_connection = true,
+            Fault::DropConnection => delivery = Delivery::Reset,
             Fault::Slow(delay) => tokio::time::sleep(delay).await,
         }
     }
@@ -1669,16 +1706,25 @@ async fn handle(
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("building the page failed: {e}"))));
     match answered {
-        Ok(page) if drop_connection => page_response(truncated_body(page.body), page.gzipped),
         Ok(page) => {
-            stats.data_requests.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(api = "mail-tracking", %request_id, log_count = page.log_count, more = page.more, gzip = page.gzipped, "page served");
-            page_response(crate::chunked_body(page.body, counter), page.gzipped)
+            if delivery == Delivery::Normal {
+                stats.data_requests.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(api = "mail-tracking", %request_id, log_count = page.log_count, more = page.more, gzip = page.gzipped, "page served");
+            }
+            let (body, length) = delivery.body(page.body, counter);
+            let mut resp = page_response(body, page.gzipped);
+            announce_length(&mut resp, length);
+            (resp, fault_name)
         }
-        Err(err) if drop_connection => json_response(err.status, truncated_body(Bytes::from(render_error(&err)))),
-        Err(err) => {
+        Err(err) if delivery == Delivery::Normal => {
             tracing::info!(api = "mail-tracking", %request_id, status = err.status.as_u16(), code = err.code, message = %err.message, "request refused");
-            error_response(&err)
+            (error_response(&err), fault_name)
+        }
+        Err(err) => {
+            let (body, length) = delivery.body(Bytes::from(render_error(&err)), counter);
+            let mut resp = json_response(err.status, body);
+            announce_length(&mut resp, length);
+            (resp, fault_name)
         }
     }
 }

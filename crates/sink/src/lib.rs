@@ -66,8 +66,8 @@ mod error;
 mod layout;
 mod manifest;
 mod partition;
-#[cfg(test)]
-mod s3_server;
+#[cfg(any(test, feature = "test-s3"))]
+pub mod s3_server;
 mod sink;
 mod state;
 #[cfg(test)]

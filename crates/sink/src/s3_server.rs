@@ -1,4 +1,5 @@
-//! The S3-compatible server the tests run against: one moto server per test binary, started on
+//! Test support (compiled for this crate's tests and with the `test-s3` feature, never into
+//! the product): the S3-compatible server the tests run against: one moto server per test binary, started on
 //! first use from the project's `.venv` (`make test` installs it; `ETL_TEST_PYTHON` names the
 //! interpreter) and stopped when the test process exits (the server ends when its stdin closes).
 //!
@@ -52,12 +53,12 @@ fn start() -> Server {
 }
 
 /// `http://127.0.0.1:<port>` of the shared server.
-pub(crate) fn endpoint() -> &'static str {
+pub fn endpoint() -> &'static str {
     &SERVER.get_or_init(start).endpoint
 }
 
 /// Creates a bucket no other test uses and returns its name.
-pub(crate) fn create_bucket() -> String {
+pub fn create_bucket() -> String {
     let name = format!(
         "etl-test-{}-{}",
         std::process::id(),
@@ -69,7 +70,7 @@ pub(crate) fn create_bucket() -> String {
 }
 
 /// Multipart uploads still in progress in `bucket` (ListMultipartUploads), as `<Key>` values.
-pub(crate) fn uploads_in_progress(bucket: &str) -> Vec<String> {
+pub fn uploads_in_progress(bucket: &str) -> Vec<String> {
     let response = request("GET", &format!("/{bucket}?uploads"));
     response
         .split("<Key>")
@@ -91,4 +92,64 @@ fn request(method: &str, path: &str) -> String {
     s.read_to_string(&mut response)
         .expect("reading from the test S3 server");
     response
+}
+
+/// Environment variables that point `etl` at the test server (credentials are not checked).
+pub fn aws_env() -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint()),
+        ("AWS_ACCESS_KEY_ID", "test-access-key"),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret-key"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Copies every object under `prefix` of `bucket` into `dir` (same relative paths), so that a
+/// dataset on S3 can be read back with the local-disk readers. Blocking.
+pub fn mirror(bucket: &str, prefix: &str, dir: &std::path::Path) {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint())
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id("test-access-key")
+        .with_secret_access_key("test-secret-key")
+        .with_allow_http(true)
+        .build()
+        .expect("an S3 client for the test server");
+    let prefix = object_store::path::Path::from(prefix);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let objects: Vec<_> = store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .expect("listing the bucket");
+        for meta in objects {
+            let relative: Vec<String> = meta
+                .location
+                .prefix_match(&prefix)
+                .expect("under the prefix")
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            let path = relative.iter().fold(dir.to_path_buf(), |p, part| p.join(part));
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("creating the mirror");
+            let bytes = store
+                .get(&meta.location)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("body");
+            std::fs::write(&path, &bytes).expect("writing the mirror");
+        }
+    });
 }

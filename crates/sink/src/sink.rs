@@ -856,6 +856,7 @@ impl ParquetUnitWriter {
             put_bytes(self.store.as_ref(), &dead_letter, body, "writing dead-letter file").await?;
         }
 
+        etl_core::failpoint::failpoint("sink.before_manifest").await;
         let manifest = Manifest {
             unit: self.unit.clone(),
             rows: files.iter().map(|f| f.rows).sum(),

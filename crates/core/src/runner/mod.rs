@@ -16,6 +16,16 @@
 //!
 //! A unit either commits completely or not at all: on any error, or on cancellation, its
 //! writer is aborted and the state store is not touched.
+//!
+//! Before a unit is written, the runner takes its claim from the state store
+//! ([`StateStore::claim`]), so that two workers on one dataset never write the same unit; a
+//! unit the other worker committed meanwhile is reported as `CommittedElsewhere`, not written.
+//!
+//! A source may ask for its unit to be fetched again from the first page
+//! ([`StageError::restart_unit`]: the server refused a continuation token mid-window). The
+//! attempt is aborted like any failed one, so nothing it wrote survives, its checkpoint is
+//! cleared, and the unit runs again, at most [`MAX_UNIT_RESTARTS`] times; then the error is
+//! reported as the retryable failure it is.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +42,13 @@ use crate::bad::BadRecord;
 use crate::error::{ErrorClass, StageError};
 use crate::payload::{Payload, PayloadBody, PayloadSender};
 use crate::stage::{CommitReport, DecodeContext, FetchStats, Format, Sink, Source, Transform, UnitSummary};
-use crate::state::{StateStore, UnitRecord};
+use crate::state::{Claim, StateStore, UnitRecord};
 use crate::unit::Unit;
+
+/// Times one unit may be restarted from its first page at a source's request. A server that
+/// keeps refusing the same unit's tokens will not be talked round by a third try; the next run
+/// tries again.
+pub const MAX_UNIT_RESTARTS: u32 = 2;
 
 /// Knobs of the runner; every queue is bounded by one of these.
 #[derive(Clone, Debug)]
@@ -100,6 +115,11 @@ pub enum UnitStatus {
         class: ErrorClass,
         message: String,
     },
+    /// Not written by this run: another worker committed it meanwhile (its claim was held by
+    /// that worker, which then committed). `report` is that worker's commit.
+    CommittedElsewhere {
+        report: CommitReport,
+    },
     /// Not started, or stopped, because the run was interrupted or a fatal error stopped it.
     Cancelled,
 }
@@ -137,7 +157,7 @@ impl RunReport {
         self.outcomes
             .iter()
             .filter_map(|o| match &o.status {
-                UnitStatus::Committed { .. } => None,
+                UnitStatus::Committed { .. } | UnitStatus::CommittedElsewhere { .. } => None,
                 UnitStatus::Failed { class, .. } => Some(*class),
                 UnitStatus::Cancelled => Some(ErrorClass::Cancelled),
             })
@@ -171,6 +191,8 @@ pub async fn run(pipeline: Arc<Pipeline>, units: Vec<Unit>, opts: RunOptions, ca
         }
     };
     let decode_slots = Arc::new(Semaphore::new(opts.decode_workers.max(1)));
+    // A unit another worker commits from now on need not be written by this run.
+    let since = Utc::now();
     // Stops the remaining units after a fatal error without reporting the run as interrupted.
     let stop = cancel.child_token();
     let mut outcomes: Vec<(usize, UnitOutcome)> = futures::stream::iter(units.into_iter().enumerate())
@@ -181,7 +203,7 @@ pub async fn run(pipeline: Arc<Pipeline>, units: Vec<Unit>, opts: RunOptions, ca
             let opts = opts.clone();
             let stop = stop.clone();
             async move {
-                let outcome = run_unit(&pipeline, unit, schema, &opts, slots, &stop).await;
+                let outcome = run_unit(&pipeline, unit, schema, &opts, slots, &stop, since).await;
                 if let UnitStatus::Failed {
                     class: ErrorClass::Internal,
                     ..
@@ -216,6 +238,7 @@ async fn run_unit(
     opts: &RunOptions,
     slots: Arc<Semaphore>,
     stop: &CancellationToken,
+    since: chrono::DateTime<Utc>,
 ) -> UnitOutcome {
     let started = Instant::now();
     let mut outcome = UnitOutcome {
@@ -230,9 +253,72 @@ async fn run_unit(
     if stop.is_cancelled() {
         return outcome;
     }
+    // Only one worker writes a unit at a time; every restart below happens inside one claim.
+    let claim = tokio::select! {
+        c = p.state.claim(&unit, since) => c,
+        () = stop.cancelled() => return outcome,
+    };
+    let lease = match claim {
+        Ok(Claim::Held(lease)) => lease,
+        Ok(Claim::CommittedElsewhere(record)) => {
+            tracing::info!(unit = %unit.id, committed_at = %record.committed_at, "unit committed by another worker; skipped");
+            outcome.duration = started.elapsed();
+            outcome.status = UnitStatus::CommittedElsewhere { report: record.report };
+            return outcome;
+        }
+        Err(e) => {
+            let e = e.context(format!("unit {}: claiming it", unit.id));
+            tracing::error!(unit = %unit.id, class = ?e.class(), "{e}");
+            outcome.status = UnitStatus::Failed {
+                class: e.class(),
+                message: e.to_string(),
+            };
+            return outcome;
+        }
+    };
+    let lost = lease.lost();
     tracing::info!(unit = %unit.id, provisional = unit.provisional, "unit started");
-    let result = process_unit(p, &unit, schema, opts, slots, stop).await;
+    // What abandoned attempts (restarts) fetched, added to the unit's counters.
+    let mut earlier = FetchStats::default();
+    let mut restarts = 0;
+    let result = loop {
+        let attempt = process_unit(
+            p,
+            &unit,
+            Arc::clone(&schema),
+            opts,
+            Arc::clone(&slots),
+            Stops { run: stop, lost: &lost },
+            &earlier,
+        )
+        .await;
+        let Err(e) = attempt else { break attempt };
+        let Some(fetched) = e.restart_requested() else {
+            break Err(e);
+        };
+        add_fetch(&mut earlier, fetched);
+        if restarts == MAX_UNIT_RESTARTS {
+            break Err(e.context(format!(
+                "the unit was already restarted {MAX_UNIT_RESTARTS} times from its first page"
+            )));
+        }
+        restarts += 1;
+        tracing::warn!(
+            unit = %unit.id,
+            restart = %format_args!("{restarts}/{MAX_UNIT_RESTARTS}"),
+            "restarting the unit from its first page (what the attempt wrote is discarded): {e}"
+        );
+        // A resumable source would otherwise pick up where the abandoned attempt stopped.
+        if let Err(e) = crate::state::Checkpoint::new(Arc::clone(&p.state), unit.id.clone())
+            .clear()
+            .await
+        {
+            break Err(e.context("clearing the unit's checkpoint before restarting it"));
+        }
+    };
+    lease.release().await;
     outcome.duration = started.elapsed();
+    outcome.fetch = earlier;
     match result {
         Ok((report, fetch, collected)) => {
             outcome.fetch = fetch;
@@ -257,14 +343,33 @@ async fn run_unit(
     outcome
 }
 
+/// What stops a unit's work from outside: the run (interrupted, or a fatal error elsewhere) and
+/// the unit's claim (lost to another worker).
+#[derive(Clone, Copy)]
+struct Stops<'a> {
+    run: &'a CancellationToken,
+    lost: &'a CancellationToken,
+}
+
+/// Adds one attempt's fetch counters to another's.
+fn add_fetch(total: &mut FetchStats, more: &FetchStats) {
+    total.requests += more.requests;
+    total.retries += more.retries;
+    total.bytes += more.bytes;
+    total.payloads += more.payloads;
+}
+
 /// Fetches, decodes, transforms and writes one unit, then commits it and records it as done.
+/// `earlier` is what abandoned attempts of the unit fetched; the counters returned and committed
+/// include it.
 async fn process_unit(
     p: &Pipeline,
     unit: &Unit,
     schema: SchemaRef,
     opts: &RunOptions,
     slots: Arc<Semaphore>,
-    stop: &CancellationToken,
+    stops: Stops<'_>,
+    earlier: &FetchStats,
 ) -> Result<(CommitReport, FetchStats, Collected), StageError> {
     let mut writer = p.sink.begin_unit(unit, schema).await?;
     let cap = opts.channel_capacity.max(1);
@@ -290,16 +395,21 @@ async fn process_unit(
     // finished are deleted and uploads aborted); a commit that has started is not interrupted.
     let result = tokio::select! {
         r = work => r,
-        _ = stop.cancelled() => Err(StageError::cancelled()),
+        _ = stops.run.cancelled() => Err(StageError::cancelled()),
+        _ = stops.lost.cancelled() => Err(StageError::retryable(
+            "lost the unit's claim (another worker took it over); nothing of this attempt is committed",
+        )),
     };
     match result {
-        Ok((fetch_stats, (), collected)) => {
+        Ok((mut fetch_stats, (), collected)) => {
+            add_fetch(&mut fetch_stats, earlier);
             let summary = UnitSummary {
                 fetch: fetch_stats.clone(),
                 rows: collected.rows,
                 bad_records: collected.bad.clone(),
             };
             let report = writer.commit(summary).await?;
+            crate::failpoint::failpoint("runner.before_state").await;
             let record = UnitRecord {
                 unit: unit.clone(),
                 committed_at: Utc::now(),

@@ -362,3 +362,149 @@ async fn cancelling_mid_unit_aborts_the_writer() {
     assert!(rec.committed.is_empty());
     assert_eq!(rec.aborted, ["a"], "the writer must be aborted, not just dropped");
 }
+
+/// Pages 0..4 like [`NumberSource`], but each of the first `refusals` attempts of a unit stops
+/// after two pages with a restart request (the server refused its continuation token). Leaves a
+/// checkpoint behind on every refused attempt, and notes whether an attempt found one.
+struct RefusingSource {
+    refusals: u32,
+    attempts: std::sync::atomic::AtomicU32,
+    found_checkpoint: std::sync::atomic::AtomicBool,
+}
+
+impl RefusingSource {
+    fn new(refusals: u32) -> Self {
+        Self {
+            refusals,
+            attempts: Default::default(),
+            found_checkpoint: Default::default(),
+        }
+    }
+}
+
+impl Source for RefusingSource {
+    fn kind(&self) -> &'static str {
+        "refusing"
+    }
+    fn plan(&self, _: &PlanRequest) -> Result<Plan, StageError> {
+        Ok(Plan::default())
+    }
+    fn fetch<'a>(&'a self, _unit: &'a Unit, mut out: PayloadSender) -> BoxFuture<'a, Result<FetchStats, StageError>> {
+        use std::sync::atomic::Ordering;
+        Box::pin(async move {
+            let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+            let checkpoint = out.checkpoint().cloned().expect("the runner hands a checkpoint");
+            if checkpoint.load::<u64>().await?.is_some() {
+                self.found_checkpoint.store(true, Ordering::SeqCst);
+            }
+            for p in 0..4u64 {
+                if p == 2 && attempt <= self.refusals {
+                    checkpoint.save(&p).await?;
+                    let fetched = FetchStats {
+                        requests: 3,
+                        payloads: 2,
+                        bytes: 100,
+                        ..Default::default()
+                    };
+                    return Err(StageError::restart_unit(
+                        format!("HTTP 400 (InvalidParameterValue: NextToken expired) on attempt {attempt}"),
+                        fetched,
+                    ));
+                }
+                let text: String = (p * 10..p * 10 + 10).map(|n| format!("{n},")).collect();
+                let meta = PayloadMeta {
+                    name: format!("page {p}"),
+                    ..Default::default()
+                };
+                out.send_bytes(meta, Bytes::from(text)).await?;
+            }
+            Ok(FetchStats {
+                requests: 4,
+                payloads: 4,
+                bytes: 200,
+                ..Default::default()
+            })
+        })
+    }
+}
+
+async fn run_refusing(source: Arc<RefusingSource>) -> (RunReport, Arc<Mutex<Recorded>>, Arc<MemoryState>) {
+    let rec = Arc::new(Mutex::new(Recorded::default()));
+    let state = Arc::new(MemoryState::default());
+    let pipeline = Arc::new(Pipeline {
+        source: source as Arc<dyn Source>,
+        format: Arc::new(Numbers),
+        transforms: Vec::new(),
+        sink: Arc::new(MemorySink(Arc::clone(&rec))),
+        state: Arc::clone(&state) as Arc<dyn StateStore>,
+    });
+    let report = run(
+        pipeline,
+        vec![unit("a")],
+        RunOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    (report, rec, state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_request_reruns_the_unit_from_scratch_and_commits_one_copy() {
+    let source = Arc::new(RefusingSource::new(1));
+    let (report, rec, state) = run_refusing(Arc::clone(&source)).await;
+    assert!(report.worst().is_none(), "{report:?}");
+    let done = state.load().await.unwrap();
+    assert_eq!(done["a"].report.rows, 40);
+    let rec = rec.lock().unwrap();
+    assert_eq!(rec.aborted, ["a"], "the refused attempt is aborted");
+    assert_eq!(
+        rec.committed,
+        [("a".to_string(), (0..40).collect::<Vec<i64>>())],
+        "exactly one copy of every page, none of the aborted attempt"
+    );
+    assert_eq!(source.attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(
+        !source.found_checkpoint.load(std::sync::atomic::Ordering::SeqCst),
+        "the restarted attempt must not resume from the abandoned one's checkpoint"
+    );
+    let o = &report.outcomes[0];
+    assert_eq!(o.rows, 40);
+    assert_eq!(
+        o.fetch,
+        FetchStats {
+            requests: 7,
+            payloads: 6,
+            bytes: 300,
+            retries: 0
+        },
+        "counters add up both attempts"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_are_bounded_and_the_failure_is_retryable() {
+    let source = Arc::new(RefusingSource::new(u32::MAX));
+    let (report, rec, state) = run_refusing(Arc::clone(&source)).await;
+    assert_eq!(report.worst(), Some(ErrorClass::Retryable));
+    assert_eq!(
+        source.attempts.load(std::sync::atomic::Ordering::SeqCst),
+        1 + MAX_UNIT_RESTARTS
+    );
+    let UnitStatus::Failed { message, .. } = &report.outcomes[0].status else {
+        panic!("{report:?}")
+    };
+    assert!(
+        message.contains("unit a")
+            && message.contains("already restarted 2 times")
+            && message.contains("NextToken expired) on attempt 3"),
+        "{message}"
+    );
+    assert_eq!(
+        report.outcomes[0].fetch.requests, 9,
+        "every attempt's requests are counted"
+    );
+    assert!(state.load().await.unwrap().is_empty());
+    let rec = rec.lock().unwrap();
+    assert!(rec.committed.is_empty());
+    assert_eq!(rec.aborted, ["a", "a", "a"]);
+}

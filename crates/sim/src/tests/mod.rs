@@ -5,6 +5,7 @@ mod audit;
 mod cdn;
 mod mail_delivery;
 mod mail_tracking;
+mod script;
 mod webdav;
 
 use std::time::Duration;

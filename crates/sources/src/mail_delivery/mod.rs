@@ -12,12 +12,21 @@
 //! - A token that comes back after it was already sent within the unit means the server replayed
 //!   a page: the page is dropped, the request repeated a bounded number of times, then the unit
 //!   fails, so a page is never written twice.
+//! - A 400 to a request that carried a NextToken means the server refused the token (the seed's
+//!   errors include a token that does not match its StartDate/EndDate; a token can also expire).
+//!   Sending it again cannot help and the pages already read cannot be continued, so the unit
+//!   asks the runner to start it again from its first page ([`StageError::restart_unit`]). A 400
+//!   to a first page is a bad request: permanent.
+//! - All units share one `X-Auth-Token`: a 429's `Retry-After` holds every unit's requests, not
+//!   only the one that was throttled (an unlimited [`RateBudget`] that only ever holds).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use etl_config::MailDeliveryConfig;
 use etl_core::{FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
-use etl_http::Client;
+use etl_http::{Client, RateBudget};
 use futures::future::BoxFuture;
 
 use crate::paging::{self, MAX_REPLAYS, Step, TokenPaging};
@@ -46,6 +55,12 @@ pub enum MailDeliveryError {
          {times} times in a row; giving up so that no page is written twice"
     )]
     Replayed { url: String, page: u64, times: u32 },
+    #[error("the server refused the NextToken sent for page {page}; the unit must start again from its first page")]
+    TokenRejected {
+        page: u64,
+        #[source]
+        answer: Box<MailDeliveryError>,
+    },
 }
 
 /// The mail delivery source.
@@ -57,6 +72,8 @@ pub struct MailDelivery {
 
 impl MailDelivery {
     pub fn new(cfg: MailDeliveryConfig, client: Client) -> Self {
+        // No limit of its own (the seed states none): it only carries a 429's hold to every unit.
+        let client = client.with_budget(Arc::new(RateBudget::new("mail delivery API", &[])));
         Self { cfg, client }
     }
 
@@ -106,7 +123,15 @@ impl MailDelivery {
                 .map_err(|e| StageError::from(e).context(format!("page {page}")))?;
             paging::count(&mut stats, &resp);
             if resp.status != 200 {
-                return Err(vendor_error(&url, &resp, self.client.redactor()));
+                let answer = vendor_error(&url, &resp, self.client.redactor());
+                if resp.status == 400 && paging.token().is_some() {
+                    let err = MailDeliveryError::TokenRejected {
+                        page,
+                        answer: Box::new(answer),
+                    };
+                    return Err(StageError::restart_unit(err, stats));
+                }
+                return Err(crate::rejected(resp.status, answer));
             }
             if memchr::memmem::find(&resp.body, b"<GetDeliveryLogResponse").is_none() {
                 let excerpt = self.client.redactor().redact(&crate::body_start(&resp.body));
@@ -158,9 +183,10 @@ fn next_token(body: &Bytes) -> Result<Option<String>, String> {
         .filter(|t| !t.is_empty()))
 }
 
-/// Turns a non-200 answer into an error with the vendor's Code, Message and RequestId.
-/// 400/401/403 and every other 4xx are permanent: repeating the same request cannot succeed.
-fn vendor_error(url: &str, resp: &etl_http::Response, redactor: &etl_http::Redactor) -> StageError {
+/// Turns a non-200 answer into an error with the vendor's Code, Message and RequestId. The
+/// caller classifies it: 400/401/403 and every other 4xx are permanent (repeating the same
+/// request cannot succeed), except a refused NextToken.
+fn vendor_error(url: &str, resp: &etl_http::Response, redactor: &etl_http::Redactor) -> MailDeliveryError {
     // A server that echoes the request would echo the token: everything shown is redacted.
     let field = |name| {
         element_text(&resp.body, name)
@@ -176,14 +202,13 @@ fn vendor_error(url: &str, resp: &etl_http::Response, redactor: &etl_http::Redac
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "none".into());
-    let err = MailDeliveryError::Vendor {
+    MailDeliveryError::Vendor {
         url: url.to_string(),
         status: resp.status,
         code: field("Code").unwrap_or_else(|| "no code".into()),
         message: field("Message").unwrap_or_else(|| redactor.redact(&crate::body_start(&resp.body))),
         request_id,
-    };
-    crate::rejected(resp.status, err)
+    }
 }
 
 impl Source for MailDelivery {

@@ -202,6 +202,10 @@ async fn vendor_errors_are_permanent_and_name_code_message_and_request_id() {
     );
     assert!(!msg.contains("tok-123"));
     assert!(pages.is_empty());
+    assert!(
+        err.restart_requested().is_none(),
+        "a 400 to a first page is no refused token"
+    );
 }
 
 #[tokio::test]
@@ -243,4 +247,50 @@ async fn a_vendor_message_echoing_the_token_is_redacted() {
     let msg = res.unwrap_err().to_string();
     assert!(msg.contains("token *** is not valid"), "{msg}");
     assert!(!msg.contains("tok-123"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_refused_next_token_asks_for_the_unit_to_restart() {
+    let body = "<?xml version=\"1.0\"?><ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameterValue</Code>\
+                <Message>NextToken is not valid</Message></Error><RequestId>req-7</RequestId></ErrorResponse>";
+    let (url, seen) = scripted(vec![
+        xml_response(
+            "200 OK",
+            &page(&["2025-09-11 00:00:01 sent 250 t1 a@x b@y ok"], Some("TOKEN1")),
+        ),
+        xml_response("400 Bad Request", body),
+    ])
+    .await;
+    let (res, pages) = fetch_all(&source(&url, None)).await;
+    let err = res.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Retryable, "the runner gives up as retryable");
+    let fetched = err.restart_requested().expect("a restart request");
+    assert_eq!((fetched.requests, fetched.payloads), (2, 1));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("refused the NextToken sent for page 2")
+            && msg.contains("HTTP 400 (InvalidParameterValue: NextToken is not valid; request id req-7)"),
+        "{msg}"
+    );
+    assert_eq!(pages.len(), 1);
+    assert!(seen.lock().unwrap()[1].ends_with("&NextToken=TOKEN1"));
+}
+
+#[tokio::test]
+async fn a_500_to_a_token_request_is_retried_not_a_restart() {
+    let body = "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalError</Code><Message>busy</Message>\
+                </Error><RequestId>r</RequestId></ErrorResponse>";
+    let (url, _) = scripted(vec![
+        xml_response(
+            "200 OK",
+            &page(&["2025-09-11 00:00:01 sent 250 t1 a@x b@y ok"], Some("TOKEN1")),
+        ),
+        xml_response("500 Internal Server Error", body),
+        xml_response("200 OK", &page(&["2025-09-11 00:00:02 sent 250 t2 a@x b@y ok"], None)),
+    ])
+    .await;
+    let (res, pages) = fetch_all(&source(&url, None)).await;
+    let stats = res.unwrap();
+    assert_eq!((stats.requests, stats.retries, stats.payloads), (3, 1, 2));
+    assert_eq!(pages.len(), 2);
 }

@@ -15,11 +15,19 @@
 //! - Pages hold `limit` records; `nextToken` continues the same query until it is absent. A
 //!   token that comes back after it was already sent means a replayed page: dropped, asked
 //!   again, and the unit fails after a bounded number of replays.
+//! - A 400 to a request that carried a token means the server refused the token (expired, or
+//!   no longer bound to the query). The pages already read cannot be continued, so the unit asks
+//!   the runner to start it again from its first page ([`StageError::restart_unit`]). A 400 to a
+//!   first page is a bad request: permanent.
+//! - All units share one API key: a 429's `Retry-After` holds every unit's requests, not only
+//!   the one that was throttled (an unlimited [`RateBudget`] that only ever holds).
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use etl_config::{MailTrackingConfig, TrafficType};
 use etl_core::{FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
-use etl_http::Client;
+use etl_http::{Client, RateBudget};
 use futures::future::BoxFuture;
 
 use crate::paging::{self, MAX_REPLAYS, Step, TokenPaging};
@@ -56,6 +64,12 @@ pub enum MailTrackingError {
          {times} times in a row; giving up so that no page is written twice"
     )]
     Replayed { url: String, page: u64, times: u32 },
+    #[error("the server refused the token sent for page {page}; the unit must start again from its first page")]
+    TokenRejected {
+        page: u64,
+        #[source]
+        answer: Box<MailTrackingError>,
+    },
 }
 
 /// The mail tracking source.
@@ -90,6 +104,8 @@ fn iso_ms(t: DateTime<Utc>) -> String {
 impl MailTracking {
     pub fn new(cfg: MailTrackingConfig, client: Client) -> Self {
         let endpoint = format!("{}{PATH}", cfg.url.trim_end_matches('/'));
+        // No limit of its own (the seed states none): it only carries a 429's hold to every unit.
+        let client = client.with_budget(Arc::new(RateBudget::new("mail tracking API", &[])));
         Self { cfg, client, endpoint }
     }
 
@@ -160,7 +176,15 @@ impl MailTracking {
                 .map_err(|e| StageError::from(e).context(format!("page {page}")))?;
             paging::count(&mut stats, &resp);
             if resp.status != 200 {
-                return Err(self.vendor_error(url, &resp));
+                let answer = self.vendor_error(url, &resp);
+                if resp.status == 400 && paging.token().is_some() {
+                    let err = MailTrackingError::TokenRejected {
+                        page,
+                        answer: Box::new(answer),
+                    };
+                    return Err(StageError::restart_unit(err, stats));
+                }
+                return Err(crate::rejected(resp.status, answer));
             }
             let head: PageHead = serde_json::from_slice(&resp.body).map_err(|e| {
                 StageError::retryable(MailTrackingError::NotAPage {
@@ -190,21 +214,21 @@ impl MailTracking {
         }
     }
 
-    /// A non-200 answer as an error with the vendor's code and message; 4xx are permanent.
-    fn vendor_error(&self, url: String, resp: &etl_http::Response) -> StageError {
+    /// A non-200 answer as an error with the vendor's code and message. The caller classifies
+    /// it: 4xx are permanent, except a refused token.
+    fn vendor_error(&self, url: String, resp: &etl_http::Response) -> MailTrackingError {
         let v: VendorError = serde_json::from_slice(&resp.body).unwrap_or_default();
         let message = if v.message.is_empty() {
             crate::body_start(&resp.body)
         } else {
             v.message
         };
-        let err = MailTrackingError::Vendor {
+        MailTrackingError::Vendor {
             url,
             status: resp.status,
             code: if v.code.is_empty() { "no code".into() } else { v.code },
             message: self.client.redactor().redact(&message),
-        };
-        crate::rejected(resp.status, err)
+        }
     }
 }
 

@@ -199,3 +199,127 @@ fn domains_that_collide_as_unit_ids_are_refused() {
         assert!(err.to_string().contains("same unit id"), "{err}");
     }
 }
+
+async fn fetch_day(s: &MailTracking) -> (Result<etl_core::FetchStats, etl_core::StageError>, usize) {
+    let plan = s
+        .plan(&req(
+            "2025-09-11T00:00:00Z",
+            "2025-09-12T00:00:00Z",
+            "2025-09-13T00:00:00Z",
+        ))
+        .unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let res = s.fetch(&plan.units[0], PayloadSender::new(tx)).await;
+    let mut pages = 0;
+    while rx.try_recv().is_ok() {
+        pages += 1;
+    }
+    (res, pages)
+}
+
+#[tokio::test]
+async fn a_refused_token_asks_for_the_unit_to_restart() {
+    let (url, seen) = scripted(vec![
+        json_response(
+            "200 OK",
+            r#"{"nextToken": "T1", "logs": [{"genTime": "2025-09-11T00:00:01Z"}]}"#,
+        ),
+        json_response(
+            "400 Bad Request",
+            r#"{"code": "InvalidParameter", "message": "token is not valid: it has expired"}"#,
+        ),
+    ])
+    .await;
+    let (res, pages) = fetch_day(&source(url.trim_end_matches('/'), &[])).await;
+    let err = res.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Retryable, "the runner gives up as retryable");
+    let fetched = err.restart_requested().expect("a restart request");
+    assert_eq!((fetched.requests, fetched.payloads), (2, 1));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("refused the token sent for page 2")
+            && msg.contains("HTTP 400 (InvalidParameter: token is not valid: it has expired)"),
+        "{msg}"
+    );
+    assert_eq!(pages, 1);
+    assert!(seen.lock().unwrap()[1].contains("&token=T1 "));
+}
+
+#[tokio::test]
+async fn a_400_to_a_first_page_is_permanent_not_a_restart() {
+    let (url, _) = scripted(vec![json_response(
+        "400 Bad Request",
+        r#"{"code": "InvalidParameter", "message": "end must not be earlier than start"}"#,
+    )])
+    .await;
+    let (res, _) = fetch_day(&source(url.trim_end_matches('/'), &[])).await;
+    let err = res.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert!(err.restart_requested().is_none());
+    assert!(err.to_string().contains("end must not be earlier"), "{err}");
+}
+
+#[tokio::test]
+async fn a_429_holds_every_unit_until_retry_after() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use crate::test_server::{reply, routed};
+
+    // The first request is throttled for 1 s; otherwise each unit has three pages.
+    let arrivals: Arc<Mutex<Vec<(Instant, u16)>>> = Arc::default();
+    let log = Arc::clone(&arrivals);
+    let n = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let server = routed(Arc::new(move |target: &str, _, _, _| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (status, headers, body) = if i == 0 {
+            (
+                429,
+                vec![("Retry-After", "1".to_string())],
+                r#"{"code": "TooManyRequests"}"#,
+            )
+        } else if target.contains("token=T2") {
+            (200, vec![], r#"{"logs": []}"#)
+        } else if target.contains("token=T1") {
+            (200, vec![], r#"{"nextToken": "T2", "logs": []}"#)
+        } else {
+            (200, vec![], r#"{"nextToken": "T1", "logs": []}"#)
+        };
+        log.lock().unwrap().push((Instant::now(), status));
+        reply(status, &headers, body.as_bytes())
+    }))
+    .await;
+    let s = source(&server.base, &[]);
+    let plan = s
+        .plan(&req(
+            "2025-09-10T00:00:00Z",
+            "2025-09-12T00:00:00Z",
+            "2025-09-13T00:00:00Z",
+        ))
+        .unwrap();
+    // The second unit starts after the first was throttled: it must wait too.
+    let fetch = |i: usize, after: Duration| {
+        let (tx, rx) = mpsc::channel(16);
+        let unit = &plan.units[i];
+        let s = &s;
+        async move {
+            let _rx = rx;
+            tokio::time::sleep(after).await;
+            s.fetch(unit, PayloadSender::new(tx)).await
+        }
+    };
+    let (a, b) = tokio::join!(fetch(0, Duration::ZERO), fetch(1, Duration::from_millis(300)));
+    a.unwrap();
+    b.unwrap();
+    let arrivals = arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), 7, "three pages per unit and one throttled request");
+    let throttled = arrivals[0].0;
+    // Nothing until the Retry-After has passed, whichever unit sends it (without the hold, the
+    // second unit would send its three pages 300 ms after the 429).
+    let during: Vec<_> = arrivals[1..]
+        .iter()
+        .map(|(t, _)| t.duration_since(throttled))
+        .filter(|d| *d < Duration::from_secs(1))
+        .collect();
+    assert!(during.is_empty(), "requests during the hold: {during:?}");
+}
