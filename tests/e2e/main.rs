@@ -5,6 +5,7 @@ mod audit;
 mod cdn;
 mod config;
 mod faults;
+mod hostile;
 mod mail_delivery;
 mod mail_tracking;
 mod s3;

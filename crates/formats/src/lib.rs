@@ -51,7 +51,9 @@
 //! page (truncated, an element left open, no `<LogCount>`, a `<LogCount>` that differs from the
 //! number of `<Log>` elements, an `<ErrorResponse>`) fails with [`etl_core::DecodeError::Malformed`]:
 //! a truncated transfer must never look like a short day. `NextToken`, `RequestId` and unknown
-//! elements are ignored.
+//! elements are ignored. So is a DOCTYPE, whose DTD is never fetched; one with an internal subset
+//! (entity declarations), or elements nested deeper than
+//! [`mail_delivery::MAX_DEPTH`] (64), make the page malformed.
 //!
 //! # Mail tracking log ([`mail_tracking`])
 //!

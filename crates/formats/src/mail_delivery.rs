@@ -22,6 +22,12 @@
 //!   timestamps cannot represent them.
 //! - An invalid entity inside a `<Log>` line makes that line a bad record (the page around it is
 //!   intact); a child element inside `<Log>` makes the whole page malformed.
+//! - A DOCTYPE is read only to skip it. An external DTD it names (`SYSTEM "http://..."`) is
+//!   never fetched, and one with an internal subset (`[<!ENTITY e SYSTEM "file:///...">]`) makes
+//!   the page malformed: only XML's five entities and character references are ever expanded, so
+//!   a reference to any other (`&e;`) is a bad line, not a file read or a request.
+//! - Elements may nest at most [`MAX_DEPTH`] deep: the page is malformed beyond that, so a page
+//!   of nothing but start tags cannot grow the open-element stack without bound.
 
 use crate::civil::{days_from_civil, days_in_month, digits};
 use std::sync::{Arc, LazyLock};
@@ -45,6 +51,11 @@ const RESULTS: [&str; 3] = ["sent", "retry", "faild"];
 /// Longest text one element may collect. A `<Log>` line is a few hundred bytes; this only bounds
 /// memory when a broken page never closes an element.
 const MAX_ELEMENT_TEXT: usize = 1 << 20;
+
+/// Deepest element nesting a page may have. A data page is four levels deep (root, result,
+/// `<Log>`, and an unknown field's child at most); the cap bounds the open-element stack, the
+/// one thing a page of nothing but start tags would otherwise grow without limit.
+pub const MAX_DEPTH: usize = 64;
 
 /// Longest field value quoted in a bad-record reason.
 const MAX_QUOTED: usize = 64;
@@ -457,7 +468,12 @@ impl MailDeliveryDecoder {
                 return Err(self.malformed(data, lt, "a DOCTYPE after the root element started"));
             }
             if memchr(b'[', &rest[..i]).is_some() {
-                return Err(self.malformed(data, lt, "DTD internal subsets are not supported"));
+                return Err(self.malformed(
+                    data,
+                    lt,
+                    "a DOCTYPE with an internal DTD subset (entity declarations) is not accepted: \
+                     no entity is ever expanded, read or fetched",
+                ));
             }
             return Ok(Some(lt + i + 1));
         }
@@ -520,6 +536,10 @@ impl MailDeliveryDecoder {
             }
             Some(_) => Kind::Other,
         };
+        if self.stack.len() >= MAX_DEPTH {
+            let reason = format!("element <{}> is nested more than {MAX_DEPTH} elements deep", show(name));
+            return Err(self.malformed(data, lt, reason));
+        }
         let line = self.line_at(data, lt);
         if kind.collects() {
             self.text.clear();

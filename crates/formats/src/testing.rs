@@ -120,3 +120,45 @@ pub(crate) fn gzip_members(text: &[u8], cuts: &[usize]) -> Vec<u8> {
     }
     file
 }
+
+/// One gzip member whose content is `unit` repeated `repeats` times, built without ever
+/// holding the content: `unit` is deflated once with a full flush (which resets the
+/// compressor, so every copy of it compresses to the same bytes) and that segment repeated.
+/// 1 MiB of zeros repeated 1024 times is a 1 GiB bomb of about 1 MiB.
+pub(crate) fn gzip_bomb(unit: &[u8], repeats: usize) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress, Status};
+    let mut c = Compress::new(Compression::best(), false);
+    let mut segment = |input: &[u8], flush: FlushCompress| {
+        let start = c.total_in();
+        let mut out = Vec::new();
+        loop {
+            out.reserve(64 * 1024);
+            let consumed = (c.total_in() - start) as usize;
+            let status = c.compress_vec(&input[consumed..], &mut out, flush).unwrap();
+            let all_in = (c.total_in() - start) as usize == input.len();
+            let room_left = out.len() < out.capacity();
+            if status == Status::StreamEnd || (flush != FlushCompress::Finish && all_in && room_left) {
+                return out;
+            }
+        }
+    };
+    let first = segment(unit, FlushCompress::Full);
+    assert_eq!(
+        segment(unit, FlushCompress::Full),
+        first,
+        "a full flush makes copies identical"
+    );
+    let tail = segment(&[], FlushCompress::Finish);
+    let mut crc = flate2::Crc::new();
+    for _ in 0..repeats {
+        crc.update(unit);
+    }
+    let mut file = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    for _ in 0..repeats {
+        file.extend_from_slice(&first);
+    }
+    file.extend_from_slice(&tail);
+    file.extend_from_slice(&crc.sum().to_le_bytes());
+    file.extend_from_slice(&crc.amount().to_le_bytes());
+    file
+}

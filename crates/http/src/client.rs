@@ -296,10 +296,12 @@ impl Client {
     }
 
     /// A client for file downloads from signed URLs: it sends only to `allowed_hosts` (exact
-    /// host names, or `*.example.com` for any subdomain; case-insensitive), carries no
-    /// credentials of its own, does not follow redirects, and hands the body over exactly as
-    /// sent (no transparent decompression, so a `.gz` file arrives as gzip). Counters are its
-    /// own.
+    /// host names, or `*.example.com` for any subdomain; case-insensitive; `host:port` allows
+    /// that port only, `[::1]` is an IPv6 host), carries no credentials of its own, does not
+    /// follow redirects, and hands the body over exactly as sent (no transparent decompression,
+    /// so a `.gz` file arrives as gzip). A URL on any other host is refused with
+    /// [`HttpError::HostNotAllowed`] before a connection is opened, so nothing (no header, no
+    /// signed query) ever reaches it. Counters are its own.
     pub fn for_downloads(
         cfg: HttpConfig,
         redactor: Redactor,
@@ -359,7 +361,8 @@ impl Client {
             return Ok(());
         };
         let host = url.host_str().unwrap_or("").to_ascii_lowercase();
-        if allowed.iter().any(|a| host_matches(a, &host)) {
+        let port = url.port_or_known_default();
+        if allowed.iter().any(|a| entry_matches(a, &host, port)) {
             return Ok(());
         }
         Err(HttpError::HostNotAllowed {
@@ -620,7 +623,30 @@ impl Client {
     }
 }
 
-/// Whether `host` (lower case) matches an allow-list entry: the same name, or any subdomain of
+/// Whether a URL's `host` (lower case; an IPv6 address in brackets, as URLs write it) and
+/// port match an allow-list entry: `host` (any port), `host:port` (that port only), each with
+/// `*.example.com` for any subdomain of `example.com`; `[::1]` and `[::1]:8080` for IPv6.
+fn entry_matches(entry: &str, host: &str, port: Option<u16>) -> bool {
+    let (pattern, want_port) = split_port(entry);
+    host_matches(pattern, host) && want_port.is_none_or(|p| Some(p) == port)
+}
+
+/// `host:port` into its parts; an entry without a (numeric) port is all host.
+fn split_port(entry: &str) -> (&str, Option<u16>) {
+    let split = match entry.rfind(':') {
+        // `[::1]` alone, or a bare IPv6 address (which only matches nothing: URLs bracket it).
+        Some(i) if entry.starts_with('[') && !entry[..i].ends_with(']') => None,
+        Some(i) if !entry.starts_with('[') && entry[..i].contains(':') => None,
+        Some(i) => entry[i + 1..].parse::<u16>().ok().map(|p| (&entry[..i], p)),
+        None => None,
+    };
+    match split {
+        Some((host, port)) => (host, Some(port)),
+        None => (entry, None),
+    }
+}
+
+/// Whether `host` (lower case) matches a host pattern: the same name, or any subdomain of
 /// `example.com` for `*.example.com`.
 fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {

@@ -20,7 +20,11 @@
 //!   the source decides what to do with a 3xx.
 //! - Every URL, body excerpt and error message in a log line or an [`HttpError`] went through the
 //!   [`Redactor`]: secrets (raw and URL-encoded), credential-looking query parameters
-//!   (`sign`, `expire`, `token`, `X-Amz-*`...) and userinfo passwords become `***`.
+//!   (`sign`, `expire`, `token`, `X-Amz-*`...) and userinfo passwords become `***`, and so do
+//!   secrets a source [learns](Redactor::learn) while running (the token in the path of a
+//!   pre-signed download URL).
+//! - A download client ([`Client::for_downloads`]) reaches only the hosts (or `host:port`s) it
+//!   is given: any other is refused before a connection is opened.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), etl_http::HttpError> {
@@ -51,7 +55,7 @@ mod retry;
 pub use budget::{BudgetStats, RateBudget, RateLimit, time_for};
 pub use client::{Client, HttpConfig, Response, Stats, Streaming};
 pub use error::{HttpError, MAX_BODY_EXCERPT, is_retryable_status};
-pub use redact::{MASK, Redactor, is_sensitive_param};
+pub use redact::{MASK, MIN_LEARNED, Redactor, is_sensitive_param};
 
 /// Re-exported so that sources build requests without depending on reqwest themselves.
 pub use reqwest;

@@ -7,18 +7,38 @@
 //! appear on the wire) and the query parameter names that carry credentials.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use etl_core::Secret;
 
 /// What replaces a secret.
 pub const MASK: &str = "***";
 
-/// Replaces known secrets and credential-looking URL parts with `***`. Cheap to clone.
+/// The shortest secret [`Redactor::learn`] accepts, in characters.
+pub const MIN_LEARNED: usize = 8;
+
+/// Replaces known secrets and credential-looking URL parts with `***`. Cheap to clone; clones
+/// share what they know, secrets [learned](Redactor::learn) later included.
 #[derive(Clone, Default)]
 pub struct Redactor {
     /// Every form of every secret, longest first so that a secret containing another is masked whole.
-    needles: Arc<Vec<String>>,
+    needles: Arc<RwLock<Vec<String>>>,
+}
+
+/// The forms a secret takes in text: as given, as a query or form value (`+` for space, `%XX`
+/// for the rest) and as a path segment.
+fn forms(raw: &str) -> Vec<String> {
+    let mut out = vec![
+        raw.to_string(),
+        url::form_urlencoded::byte_serialize(raw.as_bytes()).collect(),
+    ];
+    out.extend(path_segment(raw));
+    out
+}
+
+fn sort(needles: &mut Vec<String>) {
+    needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    needles.dedup();
 }
 
 impl Redactor {
@@ -27,28 +47,37 @@ impl Redactor {
         let mut needles = Vec::new();
         for secret in secrets {
             let raw = secret.expose();
-            if raw.is_empty() {
-                continue;
-            }
-            needles.push(raw.to_string());
-            // As a query or form value (`+` for space, `%XX` for the rest).
-            needles.push(url::form_urlencoded::byte_serialize(raw.as_bytes()).collect());
-            // As a path segment.
-            if let Some(segment) = path_segment(raw) {
-                needles.push(segment);
+            if !raw.is_empty() {
+                needles.extend(forms(raw));
             }
         }
-        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        needles.dedup();
+        sort(&mut needles);
         Self {
-            needles: Arc::new(needles),
+            needles: Arc::new(RwLock::new(needles)),
         }
+    }
+
+    /// Adds a secret met while running, for this redactor and every clone of it: a capability
+    /// a server hands out, such as the token in the path of a pre-signed download URL
+    /// (`.../download/fOFrjyw7I`), which no query-parameter rule can recognise. Values shorter
+    /// than [`MIN_LEARNED`] characters are ignored: masking them would mangle ordinary text.
+    pub fn learn(&self, secret: &Secret) {
+        let raw = secret.expose();
+        if raw.chars().count() < MIN_LEARNED {
+            return;
+        }
+        let mut needles = self.needles.write().unwrap_or_else(|e| e.into_inner());
+        if needles.iter().any(|n| n == raw) {
+            return;
+        }
+        needles.extend(forms(raw));
+        sort(&mut needles);
     }
 
     /// `text` with every secret value (and its URL-encoded forms) replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for needle in self.needles.iter() {
+        for needle in self.needles.read().unwrap_or_else(|e| e.into_inner()).iter() {
             if out.contains(needle.as_str()) {
                 out = out.replace(needle.as_str(), MASK);
             }
@@ -90,9 +119,8 @@ fn path_segment(raw: &str) -> Option<String> {
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Redactor")
-            .field("patterns", &self.needles.len())
-            .finish()
+        let patterns = self.needles.read().unwrap_or_else(|e| e.into_inner()).len();
+        f.debug_struct("Redactor").field("patterns", &patterns).finish()
     }
 }
 
@@ -200,6 +228,22 @@ mod tests {
         for name in ["x", "page", "start", "domain", "limit"] {
             assert!(!is_sensitive_param(name), "{name}");
         }
+    }
+
+    #[test]
+    fn secrets_learned_later_are_masked_by_every_clone() {
+        let r = Redactor::new([Secret::new("tok123")]);
+        let clone = r.clone();
+        let url = "http://h/auditLogDownload/V201812/download/lpEbBaYJwrCwfSxNcYDvdM64";
+        assert_eq!(r.redact_url(url), url, "a path token is not recognisable by itself");
+        clone.learn(&Secret::new("lpEbBaYJwrCwfSxNcYDvdM64"));
+        clone.learn(&Secret::new("lpEbBaYJwrCwfSxNcYDvdM64"));
+        assert_eq!(r.redact_url(url), "http://h/auditLogDownload/V201812/download/***");
+        assert_eq!(r.redact("tok123 and lpEbBaYJwrCwfSxNcYDvdM64"), "*** and ***");
+        // Too short to mask safely: ignored.
+        r.learn(&Secret::new("abc"));
+        assert_eq!(r.redact("abc"), "abc");
+        assert_eq!(format!("{r:?}"), "Redactor { patterns: 2 }");
     }
 
     #[test]

@@ -519,3 +519,122 @@ async fn send_unless_returns_a_final_500_instead_of_retrying() {
     );
     assert!(String::from_utf8_lossy(&r.body).contains("bad password"));
 }
+
+/// A listener that only counts the connections made to it (it never answers).
+struct Tripwire {
+    base: String,
+    connections: std::sync::Arc<AtomicU32>,
+}
+
+impl Tripwire {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let connections = std::sync::Arc::new(AtomicU32::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        Self { base, connections }
+    }
+
+    /// Connections so far, after giving a stray one time to arrive.
+    async fn connections(&self) -> u32 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_download_on_a_host_or_port_not_allowed_never_opens_a_connection() {
+    let allowed = MockServer::start(vec![response(200, &[], "ok")]).await;
+    let other = Tripwire::start().await;
+    let port = |base: &str| base.rsplit(':').next().unwrap().to_string();
+    let c = Client::for_downloads(
+        cfg(),
+        Redactor::new([Secret::new(TOKEN)]),
+        [format!("127.0.0.1:{}", port(&allowed.base))],
+    )
+    .unwrap();
+    // Same host, another port: refused before connecting, credentials and signature unsent.
+    let url = format!("{}/f.log.gz?expire=1&sign=deadbeef", other.base);
+    let err = c
+        .open("file f.log.gz", |http| {
+            http.get(&url).header("Authorization", format!("Bearer {TOKEN}"))
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::HostNotAllowed { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(!msg.contains("deadbeef") && !msg.contains(TOKEN), "{msg}");
+    assert_eq!(
+        other.connections().await,
+        0,
+        "nothing may reach a host that is not allowed"
+    );
+    assert_eq!(c.stats().requests, 0);
+    // The allowed port is reached.
+    let ok = c
+        .open("file f.log.gz", |http| http.get(format!("{}/f", allowed.base)))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    // Entry forms: a port pins it, no port allows any, brackets for IPv6.
+    for (entry, url, allowed) in [
+        ("127.0.0.1:1", "http://127.0.0.1:2/", false),
+        ("127.0.0.1", "http://127.0.0.1:2/", true),
+        ("*.example.com:8443", "https://a.example.com:8443/", true),
+        ("*.example.com:8443", "https://a.example.com/", false),
+        ("example.com:443", "https://example.com/", true),
+        ("[::1]:9", "http://[::1]:9/", true),
+        ("[::1]", "http://[::1]:9/", true),
+        ("[::1]:8", "http://[::1]:9/", false),
+        ("127.0.0.1:x", "http://127.0.0.1:2/", false),
+    ] {
+        let c = Client::for_downloads(cfg(), Redactor::new([]), [entry.to_string()]).unwrap();
+        let r = c.send("probe", |http| http.get(url)).await;
+        assert_eq!(
+            !matches!(r, Err(HttpError::HostNotAllowed { .. })),
+            allowed,
+            "{entry} {url}: {r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_so_no_credential_reaches_its_target() {
+    let target = Tripwire::start().await;
+    let location = format!("{}/stolen?sig=abc", target.base);
+    let redirects = || {
+        [301, 302, 303, 307, 308]
+            .into_iter()
+            .map(|status| response(status, &[("Location", location.as_str())], ""))
+            .collect::<Vec<_>>()
+    };
+    // The download client, whose allow-list even includes the target's host (not its port).
+    let server = MockServer::start(redirects()).await;
+    let downloads = Client::for_downloads(cfg(), Redactor::new([]), ["127.0.0.1".to_string()]).unwrap();
+    for status in [301, 302, 303, 307, 308] {
+        let s = downloads
+            .open("file f.log.gz", |http| http.get(format!("{}/f.log.gz", server.base)))
+            .await
+            .unwrap();
+        assert_eq!((s.status, s.header("location")), (status, Some(location.as_str())));
+    }
+    // The API client, with a credential header: the 3xx comes back to the caller as it is.
+    let server = MockServer::start(redirects()).await;
+    let api = client(cfg());
+    for status in [301, 302, 303, 307, 308] {
+        let r = api
+            .send("page", |http| {
+                http.get(format!("{}/api", server.base)).header("X-Auth-Token", TOKEN)
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.status, status);
+    }
+    assert_eq!(target.connections().await, 0, "no redirect was followed");
+}

@@ -8,6 +8,10 @@
 //! `Range: bytes=N-`; a server that ignores `Range` answers 200 with the whole file, whose first
 //! N bytes are skipped after checking (CRC-32) that they are the bytes already delivered.
 //!
+//! A redirect is refused, never followed: the client that downloads carries no API credentials,
+//! but a file's own headers (a bearer token for the WebDAV store) and its signed query must not
+//! travel to wherever a server points.
+//!
 //! Signed URLs expire. A URL whose `expire=` has passed (or is about to) is never used, and a
 //! 403/410 means the same: the source's [`FreshUrl::refresh`] obtains a new one (a new listing,
 //! a new job status), a bounded number of times.
@@ -174,6 +178,22 @@ pub async fn stream(
             404 => {
                 let excerpt = resp.excerpt().await;
                 return Err(fail(format!("the file is not found (HTTP 404): {excerpt}")));
+            }
+            // Never followed: the next hop could be any host, and would get this request's
+            // headers. The target is named (redacted) so that an operator can allow it.
+            300..=399 => {
+                let location = resp
+                    .header("location")
+                    .map(|l| format!("`{}`", client.redactor().redact_url(&crate::printable(l))))
+                    .unwrap_or_else(|| "nowhere (no Location header)".into());
+                return Err(StageError::permanent(DownloadError {
+                    file: target.label.clone(),
+                    reason: format!(
+                        "the download URL answered HTTP {} redirecting to {location}; downloads never follow \
+                         redirects (use the final host's URL, and list its host in download_hosts)",
+                        resp.status
+                    ),
+                }));
             }
             _ => return Err(resp.into_error(what).await.into()),
         }

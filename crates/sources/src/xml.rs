@@ -37,8 +37,20 @@ pub struct Element {
 /// is not what the API documents.
 const MAX_ELEMENTS: usize = 200_000;
 
+/// The deepest nesting a control-plane document may have. A SOAP response or a multistatus is
+/// at most about ten levels deep; the cap keeps the tree (and every recursive walk of it, its
+/// drop included) far from the stack's limit whatever a hostile server sends.
+pub const MAX_DEPTH: usize = 64;
+
 impl Element {
     /// Parses a whole document into its root element.
+    ///
+    /// Refused, with the byte offset: a document that is not UTF-8, is not well-formed, nests
+    /// deeper than [`MAX_DEPTH`], holds more than 200,000 elements, or has a DOCTYPE. No DTD is
+    /// ever read or fetched and no entity but XML's five predefined ones and character references
+    /// is expanded: SOAP forbids a DTD in a message, a WebDAV server has no use for one, and a
+    /// declared entity is how a response would make a parser read a local file (`SYSTEM
+    /// "file:///etc/passwd"`), reach a URL, or expand a billion laughs.
     pub fn parse(body: &[u8]) -> Result<Element, String> {
         use quick_xml::NsReader;
         use quick_xml::events::Event;
@@ -75,6 +87,12 @@ impl Element {
                         local: e.local_name().as_ref().to_string(),
                         ..Default::default()
                     };
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(format!(
+                            "at byte {pos}: <{}> is nested more than {MAX_DEPTH} elements deep",
+                            el.local
+                        ));
+                    }
                     if matches!(event, Event::Empty(_)) {
                         match stack.last_mut() {
                             Some(parent) => parent.children.push(el),
@@ -114,6 +132,12 @@ impl Element {
                             }
                         }
                     }
+                }
+                Event::DocType(_) => {
+                    return Err(format!(
+                        "at byte {pos}: the document has a DOCTYPE declaration; a DTD (and any entity it \
+                         declares) is not accepted in a response"
+                    ));
                 }
                 Event::Eof => break,
                 _ => {}
@@ -201,5 +225,76 @@ mod tests {
         assert_eq!(element_text(body, "Code").unwrap().as_deref(), Some("Bad&Worse"));
         assert_eq!(element_text(body, "Nope").unwrap(), None);
         assert!(element_text(b"<Code>x", "Code").is_err());
+    }
+
+    /// A listener nobody connects to unless the parser fetches what the document points at;
+    /// `connections` tells after the fact (a connect completes into the backlog even unaccepted).
+    struct Canary(std::net::TcpListener);
+
+    impl Canary {
+        fn new() -> Self {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.set_nonblocking(true).unwrap();
+            Canary(l)
+        }
+
+        fn url(&self) -> String {
+            format!("http://{}/x.dtd", self.0.local_addr().unwrap())
+        }
+
+        fn connections(&self) -> usize {
+            std::iter::from_fn(|| self.0.accept().ok()).count()
+        }
+    }
+
+    #[test]
+    fn a_doctype_is_refused_and_no_entity_is_ever_read_or_fetched() {
+        let dir = std::env::temp_dir().join(format!("etl-xml-entity-{}", std::process::id()));
+        std::fs::write(&dir, "SECRET-FILE-CONTENT").unwrap();
+        let canary = Canary::new();
+        let file = format!("file://{}", dir.display());
+        let docs = [
+            format!(r#"<!DOCTYPE x [<!ENTITY e SYSTEM "{file}">]><x>&e;</x>"#),
+            r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>"#.to_string(),
+            format!(r#"<!DOCTYPE x [<!ENTITY e SYSTEM "{}">]><x>&e;</x>"#, canary.url()),
+            format!(r#"<!DOCTYPE x SYSTEM "{}"><x>a</x>"#, canary.url()),
+            r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><x>&lol2;</x>"#
+                .to_string(),
+        ];
+        for doc in &docs {
+            let err = Element::parse(doc.as_bytes()).unwrap_err();
+            assert!(err.contains("DOCTYPE declaration"), "{doc}: {err}");
+            assert!(!err.contains("SECRET") && !err.contains("root:"), "{err}");
+        }
+        // Without a DOCTYPE, a reference to an entity nobody declared is an error that names it.
+        let err = Element::parse(b"<x>a &e; b</x>").unwrap_err();
+        assert!(err.contains("unknown entity `&e;`"), "{err}");
+        assert_eq!(canary.connections(), 0, "the parser never connects anywhere");
+        std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn nesting_is_capped_without_recursion_or_a_stack_overflow() {
+        let deep = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+        let ok = Element::parse(deep(MAX_DEPTH).as_bytes()).unwrap();
+        let mut depth = 0;
+        let mut e = &ok;
+        while let Some(c) = e.children.first() {
+            depth += 1;
+            e = c;
+        }
+        assert_eq!(depth, MAX_DEPTH - 1);
+        for n in [MAX_DEPTH + 1, 10_000] {
+            let err = Element::parse(deep(n).as_bytes()).unwrap_err();
+            assert!(
+                err.contains(&format!("nested more than {MAX_DEPTH} elements deep")),
+                "{err}"
+            );
+            assert!(err.starts_with(&format!("at byte {}:", 3 * MAX_DEPTH)), "{err}");
+        }
+        // Self-closing children count too, and an unclosed 10,000-deep prefix is refused the same.
+        let empty = format!("{}<b/>{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
+        assert!(Element::parse(empty.as_bytes()).unwrap_err().contains("<b> is nested"));
+        assert!(Element::parse("<a>".repeat(10_000).as_bytes()).is_err());
     }
 }

@@ -1119,3 +1119,84 @@ fn find_space_agrees_with_a_plain_scan() {
         }
     }
 }
+
+/// Feeds `file` to a decoder in 64 KiB chunks; returns the batches, the bad records, the
+/// compressed bytes it was fed before it failed, and its error.
+fn feed_bomb(
+    file: &[u8],
+    opts: CdnAccessOptions,
+    ctx: DecodeContext,
+) -> (Vec<RecordBatch>, Vec<BadRecord>, usize, DecodeError) {
+    let mut d = CdnAccessDecoder::new(NAME, opts, ctx);
+    let (mut batches, mut bad, mut fed) = (Vec::new(), Vec::new(), 0);
+    for chunk in file.chunks(64 << 10) {
+        fed += chunk.len();
+        let r = d.decode(chunk, &mut batches);
+        bad.extend(d.take_bad_records());
+        if let Err(e) = r {
+            return (batches, bad, fed, e);
+        }
+    }
+    panic!("the bomb was decoded whole ({} rows)", rows(&batches).len());
+}
+
+#[test]
+fn a_one_gib_gzip_bomb_stops_at_the_decompressed_cap() {
+    let file = testing::gzip_bomb(&vec![0u8; 1 << 20], 1024);
+    assert!(file.len() < 2 << 20, "1 GiB of zeros in {} bytes", file.len());
+    // Under `skip` the endless line is dropped as it streams (never buffered), so only the cap
+    // stops the file; its error names the file and the cap.
+    let opts = CdnAccessOptions {
+        max_decompressed_bytes: 256 << 20,
+        ..CdnAccessOptions::default()
+    };
+    let (batches, bad, fed, err) = feed_bomb(&file, opts, ctx(BadRecordPolicy::Skip, 1000));
+    assert!(batches.is_empty());
+    assert_eq!(bad.len(), 1, "the one over-long line is counted once");
+    assert_eq!(bad[0].reason, "line longer than 65536 bytes (max_line_bytes)");
+    assert!(
+        fed < file.len() / 2,
+        "stopped early: {fed} of {} bytes read",
+        file.len()
+    );
+    match err {
+        DecodeError::Malformed { what, line, reason } => {
+            assert_eq!((what, line), ("gzip access log", 1));
+            assert_eq!(
+                reason,
+                format!(
+                    "{NAME}: more than {} bytes after decompression: refused as a likely gzip bomb \
+                     (raise max_decompressed_bytes if the file is genuine)",
+                    256 << 20
+                )
+            );
+        }
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+    // Under `fail`, with the default 16 GiB cap, the first line past max_line_bytes stops it.
+    let (batches, _, fed, err) = feed_bomb(&file, CdnAccessOptions::default(), DecodeContext::default());
+    assert!(batches.is_empty());
+    assert!(fed <= 64 << 10, "{fed}");
+    assert!(
+        matches!(&err, DecodeError::BadRecord { line: 1, reason, .. } if reason.starts_with("line longer than 65536 bytes")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_bomb_of_valid_lines_stops_at_the_cap_and_fails_the_file() {
+    // 1 GiB of good lines: rows come out until the cap, then the file fails as a whole (the
+    // runner commits nothing of a failed payload).
+    let unit: String = std::iter::repeat_n(format!("{GOOD}\n"), (1 << 20) / (GOOD.len() + 1)).collect();
+    let file = testing::gzip_bomb(unit.as_bytes(), 1024);
+    let cap = 4 << 20;
+    let opts = CdnAccessOptions {
+        max_decompressed_bytes: cap,
+        ..CdnAccessOptions::default()
+    };
+    let (batches, bad, _, err) = feed_bomb(&file, opts, DecodeContext::default());
+    assert!(bad.is_empty());
+    let decoded = rows(&batches).len() as u64;
+    assert!(decoded <= cap / (GOOD.len() as u64 + 1), "{decoded} rows past the cap");
+    assert!(err.to_string().contains("refused as a likely gzip bomb"), "{err}");
+}

@@ -346,3 +346,27 @@ fn a_bomb_is_refused_without_inflating_it_whole() {
     assert_eq!(err, GzipError::TooLarge { limit: 1 << 20 });
     assert!(!input.is_empty(), "the rest of the input is left alone");
 }
+
+#[test]
+fn a_one_gib_bomb_is_a_valid_file_that_only_the_cap_refuses() {
+    let file = crate::testing::gzip_bomb(&vec![0u8; 1 << 20], 1024);
+    let inflate = |cap: u64| {
+        let mut d = GzipDecoder::new(cap);
+        let mut total = 0u64;
+        for chunk in file.chunks(64 << 10) {
+            let mut input = chunk;
+            loop {
+                match d.read(&mut input) {
+                    Ok(Some(out)) => total += out.len() as u64,
+                    Ok(None) => break,
+                    Err(e) => return (total, Err(e)),
+                }
+            }
+        }
+        (total, d.finish())
+    };
+    // Whole, it is exactly 1 GiB with a good CRC-32 and ISIZE: the test bomb is real.
+    assert_eq!(inflate(u64::MAX), (1 << 30, Ok(())));
+    let cap = (1 << 30) - 1;
+    assert_eq!(inflate(cap), (cap, Err(GzipError::TooLarge { limit: cap })));
+}

@@ -880,3 +880,65 @@ proptest! {
         prop_assert_eq!(whole.unwrap_err().to_string(), result.unwrap_err().to_string());
     }
 }
+
+#[test]
+fn a_doctype_never_expands_reads_or_fetches_an_entity() {
+    for system in ["file:///etc/passwd", "http://127.0.0.1:9/evil.dtd"] {
+        // An internal subset that declares an external entity: the page is refused.
+        let p = page(&[GOOD], 1).replacen(
+            "<GetDeliveryLogResponse>",
+            &format!("<!DOCTYPE x [<!ENTITY e SYSTEM \"{system}\">]>\n<GetDeliveryLogResponse>"),
+            1,
+        );
+        assert_eq!(
+            malformed(&p),
+            (
+                2,
+                "a DOCTYPE with an internal DTD subset (entity declarations) is not accepted: no entity is \
+                 ever expanded, read or fetched"
+                    .to_string()
+            ),
+            "{system}"
+        );
+        // An external DTD is skipped unread; a reference to an entity it might declare is left
+        // unexpanded and makes its line a bad record, reported with the entity's name.
+        let p = page(&[GOOD, "2025-09-11 08:00:00 sent 250 tx a@b c@d &e;"], 2).replacen(
+            "<GetDeliveryLogResponse>",
+            &format!("<!DOCTYPE GetDeliveryLogResponse SYSTEM \"{system}\">\n<GetDeliveryLogResponse>"),
+            1,
+        );
+        let (batches, bad) = decode(&p, ctx(BadRecordPolicy::Skip, 16)).unwrap();
+        assert_eq!(rows(&batches).len(), 1);
+        assert_eq!((bad[0].line, bad[0].reason.as_str()), (7, "unknown entity `&e;`"));
+        match decode_err(&p, DecodeContext::default()) {
+            DecodeError::BadRecord { line, reason, .. } => {
+                assert_eq!((line, reason.as_str()), (7, "unknown entity `&e;`"));
+            }
+            other => panic!("expected BadRecord, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn nesting_deeper_than_the_cap_is_malformed_whatever_the_cuts() {
+    let nested = |n: usize| {
+        page(&[GOOD], 1).replacen(
+            "  <ResponseMetadata>",
+            &format!("{}{}  <ResponseMetadata>", "<a>".repeat(n), "</a>".repeat(n)),
+            1,
+        )
+    };
+    // Inside the root element: one level already.
+    assert_eq!(decode_ok(&nested(MAX_DEPTH - 1)).len(), 1);
+    let reason = format!("element <a> is nested more than {MAX_DEPTH} elements deep");
+    assert_eq!(malformed(&nested(MAX_DEPTH)), (7, reason.clone()));
+    // 10,000 levels, and 10,000 start tags that are never closed: refused at the cap, on the
+    // same line, with the same message, without growing a stack per level.
+    assert_eq!(malformed(&nested(10_000)), (7, reason));
+    let unclosed = format!("<GetDeliveryLogResponse><GetDeliveryLogResult>{}", "<b>".repeat(10_000));
+    let (line, got) = malformed(&unclosed);
+    assert_eq!(
+        (line, got),
+        (1, format!("element <b> is nested more than {MAX_DEPTH} elements deep"))
+    );
+}

@@ -18,6 +18,8 @@
 //!   string. Namespace prefixes vary: elements are matched by namespace URI and local name.
 //! - The RequestHeader's license, apiAccountId and apiAccountPassword are secrets: the HTTP
 //!   client redacts them from every log and error.
+//! - A job id comes from the server and names the payload (`audit-log-job-{id}.csv`): one that
+//!   is not a plain id (`../x`, a NUL, a line break) is refused, naming it.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -241,6 +243,7 @@ impl AuditLog {
         );
         let body = self.call("getDownload", body, stats).await?;
         let jobs = jobs_in(&body, "getDownloadResponse").map_err(|m| self.operation_error("getDownload", m))?;
+        self.learn_urls(&jobs);
         jobs.into_iter()
             .next()
             .ok_or_else(|| self.operation_error("getDownload", "the response holds no job".into()))
@@ -260,9 +263,27 @@ impl AuditLog {
         );
         let body = self.call("getDownloadStatus", body, stats).await?;
         match jobs_in(&body, "getDownloadStatusResponse") {
-            Ok(jobs) => Ok(jobs.into_iter().find(|j| j.job_id == job_id)),
+            Ok(jobs) => {
+                self.learn_urls(&jobs);
+                Ok(jobs.into_iter().find(|j| j.job_id == job_id))
+            }
             Err(m) if m.contains("not found") || m.contains("NOT_FOUND") => Ok(None),
             Err(m) => Err(self.operation_error("getDownloadStatus", m)),
+        }
+    }
+
+    /// A download URL is a bearer capability for 15 minutes, its token the last segment of its
+    /// path (`.../download/fOFrjyw7I`), where no query-parameter rule sees it: every clone of
+    /// the redactor (the download client's too) learns it before the URL can reach a log line
+    /// or an error.
+    fn learn_urls(&self, jobs: &[JobStatus]) {
+        for url in jobs.iter().filter_map(|j| j.url.as_deref()) {
+            let token = url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.path_segments()?.rfind(|s| !s.is_empty()).map(str::to_string));
+            if let Some(token) = token {
+                self.client.redactor().learn(&etl_core::Secret::new(token));
+            }
         }
     }
 
@@ -574,8 +595,10 @@ pub fn jobs_in(body: &Element, response: &str) -> Result<Vec<JobStatus>, String>
             .child_in(&ns, "auditLogJob")
             .ok_or("a value without <auditLogJob>")?;
         let text = |name: &str| job.child_in(&ns, name).map(|e| e.text.clone());
+        let job_id = text("auditLogJobId").ok_or("a job without <auditLogJobId>")?;
+        check_job_id(&job_id)?;
         jobs.push(JobStatus {
-            job_id: text("auditLogJobId").ok_or("a job without <auditLogJobId>")?,
+            job_id,
             status: text("auditLogJobStatus").ok_or("a job without <auditLogJobStatus>")?,
             progress: text("progress").unwrap_or_else(|| "?".into()),
             url: text("downloadAuditLogDownloadUrl").filter(|u| !u.is_empty()),
@@ -585,6 +608,20 @@ pub fn jobs_in(body: &Element, response: &str) -> Result<Vec<JobStatus>, String>
         return Err(errors.join("; "));
     }
     Ok(jobs)
+}
+
+/// A job id comes from the server and goes into the payload's file name, the checkpoint, log
+/// lines and later requests: it must be the token the seed shows (`19771824`), never a path, a
+/// line break or markup. Letters, `-` and `_` are tolerated besides digits, up to 64 of them.
+fn check_job_id(id: &str) -> Result<(), String> {
+    let plain = id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if id.is_empty() || id.len() > 64 || !plain {
+        return Err(format!(
+            "the service returned the job id `{}`, which is not a plain id (1 to 64 letters, digits, `-` or `_`)",
+            crate::printable(id)
+        ));
+    }
+    Ok(())
 }
 
 impl Source for AuditLog {

@@ -257,3 +257,143 @@ async fn an_expired_download_url_is_renewed_by_polling_the_status_again() {
         "create, poll, poll again"
     );
 }
+
+#[test]
+fn job_ids_that_are_not_plain_ids_are_refused_naming_them() {
+    for (id, shown) in [
+        ("../../etc/x", "../../etc/x"),
+        ("/abs", "/abs"),
+        ("12&#0;", "12\\u{0}"),
+        ("1&#10;2", "1\\u{a}2"),
+        ("%2e%2e", "%2e%2e"),
+        ("", ""),
+    ] {
+        let doc = status_envelope(id, "COMPLETED", Some("http://h/d"));
+        let parsed = Element::parse(doc.as_bytes());
+        // XML has no NUL, not even as a reference: such a response is refused before that.
+        let Ok(root) = parsed else { continue };
+        let err = jobs_in(root.child(SOAP_NS, "Body").unwrap(), "getDownloadStatusResponse").unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "the service returned the job id `{shown}`, which is not a plain id (1 to 64 letters, digits, `-` or `_`)"
+            ),
+            "{id}"
+        );
+    }
+    let ok = status_envelope("19771824", "COMPLETED", None);
+    let root = Element::parse(ok.as_bytes()).unwrap();
+    assert_eq!(
+        jobs_in(root.child(SOAP_NS, "Body").unwrap(), "getDownloadStatusResponse").unwrap()[0].job_id,
+        "19771824"
+    );
+}
+
+#[tokio::test]
+async fn a_soap_response_with_a_doctype_or_deep_nesting_fails_cleanly() {
+    let with_doctype = status_envelope("1", "COMPLETED", Some("http://h/d")).replacen(
+        "<S:Envelope",
+        "<!DOCTYPE S:Envelope [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><S:Envelope",
+        1,
+    );
+    let deep = format!(
+        r#"<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body>{}{}</S:Body></S:Envelope>"#,
+        "<x>".repeat(10_000),
+        "</x>".repeat(10_000)
+    );
+    for (body, reason) in [
+        (with_doctype, "DOCTYPE declaration"),
+        (deep, "nested more than 64 elements deep"),
+    ] {
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (base, seen) = scripted(vec![resp]).await;
+        let s = source(&format!("{base}services/V201812/AuditLogService"));
+        let unit = s
+            .plan(&PlanRequest {
+                from: t("2025-11-16T00:00:00Z"),
+                to: t("2025-11-17T00:00:00Z"),
+                now: t("2025-11-20T00:00:00Z"),
+                settle: Duration::from_secs(3600),
+            })
+            .unwrap()
+            .units
+            .remove(0);
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let err = s.fetch(&unit, etl_core::PayloadSender::new(tx)).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("not the expected SOAP response") && msg.contains(reason),
+            "{msg}"
+        );
+        assert!(!msg.contains("root:") && !msg.contains("2222-ACCOUNT"), "{msg}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn the_token_in_a_download_url_path_never_reaches_an_error() {
+    use std::sync::Arc;
+
+    use crate::test_server::{reply, routed};
+
+    const TOKEN_IN_PATH: &str = "lpEbBaYJwrCwfSxNcYDvdM64";
+    let server = routed(Arc::new(move |target: &str, _range, nth, host: &str| {
+        if target.starts_with("/services/") {
+            let url = format!("{host}/auditLogDownload/V201812/download/{TOKEN_IN_PATH}");
+            let mut body = status_envelope("77", "COMPLETED", Some(&url));
+            if nth == 1 {
+                body = body.replace("getDownloadStatusResponse", "getDownloadResponse");
+            }
+            return reply(200, &[("Content-Type", "text/xml".into())], body.as_bytes());
+        }
+        reply(503, &[], format!("busy serving {target}").as_bytes())
+    }))
+    .await;
+    let cfg = AuditLogConfig {
+        job_attempts: 1,
+        ..config(&format!("{}/services/V201812/AuditLogService", server.base))
+    };
+    let http = HttpConfig {
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        max_attempts: 3,
+        ..Default::default()
+    };
+    let s = AuditLog::new(cfg, Client::new(http, Redactor::new([])).unwrap()).unwrap();
+    let unit = s
+        .plan(&PlanRequest {
+            from: t("2025-11-16T00:00:00Z"),
+            to: t("2025-11-17T00:00:00Z"),
+            now: t("2025-11-20T00:00:00Z"),
+            settle: Duration::from_secs(3600),
+        })
+        .unwrap()
+        .units
+        .remove(0);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<etl_core::Payload>(4);
+    let drain = async {
+        let mut errors = Vec::new();
+        while let Some(p) = rx.recv().await {
+            if let etl_core::PayloadBody::Chunks(mut chunks) = p.body {
+                while let Some(c) = chunks.recv().await {
+                    if let Err(e) = c {
+                        errors.push(e.to_string());
+                    }
+                }
+            }
+        }
+        errors
+    };
+    let (result, errors) = tokio::join!(s.fetch(&unit, etl_core::PayloadSender::new(tx)), drain);
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("HTTP 503") && err.contains("/auditLogDownload/V201812/download/***"),
+        "{err}"
+    );
+    for text in errors.iter().chain([&err]) {
+        assert!(!text.contains(TOKEN_IN_PATH), "{text}");
+    }
+}

@@ -22,7 +22,10 @@
 //!   same file), so the decoder sees every byte exactly once and a truncated transfer never
 //!   looks like a short file.
 //! - The download client carries no API credentials (the listing's `headers` are never sent to
-//!   a download host) and reaches only `download_hosts` and the listing's own host.
+//!   a download host), reaches only `download_hosts` and the listing's own host, and follows no
+//!   redirect.
+//! - File names come from the server and become the `file_name` label and column, never a path;
+//!   a listing that names a file like a path (`../x`, `/etc/x`, `%2e%2e`, NUL) is refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,6 +76,14 @@ pub enum CdnLogsError {
     },
     #[error("{url} answered HTTP 200 with a body that is not a delivery-log listing: {reason}")]
     NotAListing { url: String, reason: String },
+    #[error(
+        "{url}: the listing names a file `{name}`, which is not a plain file name ({reason}); refusing the day's files"
+    )]
+    UnsafeName {
+        url: String,
+        name: String,
+        reason: &'static str,
+    },
 }
 
 /// The CDN delivery-log source.
@@ -304,8 +315,24 @@ impl UnitCtx {
         if resp.status != 200 {
             return Err(vendor_error(&s.listing, url, &self.domain, &resp));
         }
-        let (files, dropped) = parse_listing(&resp.body, &self.domain, self.window)
-            .map_err(|reason| StageError::retryable(CdnLogsError::NotAListing { url, reason }))?;
+        let (files, dropped) = parse_listing(&resp.body, &self.domain, self.window).map_err(|reason| {
+            StageError::retryable(CdnLogsError::NotAListing {
+                url: url.clone(),
+                reason,
+            })
+        })?;
+        // A name becomes a label, a column value and log lines (never a path): one that tries to
+        // be a path is not from an honest listing.
+        if let Some((name, reason)) = files
+            .iter()
+            .find_map(|f| crate::unsafe_file_name(&f.name).map(|r| (&f.name, r)))
+        {
+            return Err(StageError::permanent(CdnLogsError::UnsafeName {
+                url,
+                name: crate::printable(name),
+                reason,
+            }));
+        }
         if dropped > 0 {
             tracing::warn!(unit = %self.unit_id, dropped, "the listing named some files twice; each is loaded once");
         }

@@ -402,3 +402,60 @@ async fn downloads_to_a_host_not_allowed_are_refused() {
     assert!(err.to_string().contains("evil.example"), "{err}");
     assert_eq!(server.heads.lock().unwrap().len(), 1, "only the listing was sent");
 }
+
+#[tokio::test]
+async fn a_redirected_download_is_refused_and_its_target_never_reached() {
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let elsewhere = format!("http://{}/x.log.gz?sig=stolen", target.local_addr().unwrap());
+    let server = routed(Arc::new(move |t: &str, _range, _nth, host: &str| {
+        if t.starts_with("/lls/") {
+            return listing(host, &[("a.log.gz", 10)], 1);
+        }
+        reply(302, &[("Location", elsewhere.clone())], b"")
+    }))
+    .await;
+    let s = source(config(&server.base, &["d.example"]));
+    let (result, files) = fetch_all(&s).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("a.log.gz") && msg.contains("HTTP 302 redirecting to") && msg.contains("never follow redirects"),
+        "{msg}"
+    );
+    assert!(!msg.contains("stolen"), "the target's signature is redacted: {msg}");
+    assert!(files.is_empty());
+    assert!(target.accept().is_err(), "the redirect target got a connection");
+}
+
+#[tokio::test]
+async fn file_names_that_are_paths_are_refused_before_any_download() {
+    for (name, shown) in [
+        ("../../etc/cron.d/x.log.gz", "../../etc/cron.d/x.log.gz"),
+        ("/etc/passwd", "/etc/passwd"),
+        ("%2e%2e%2fx.log.gz", "%2e%2e%2fx.log.gz"),
+        ("x\\u0000.log.gz", "x\\u{0}.log.gz"),
+        ("..", ".."),
+    ] {
+        let server = routed(Arc::new(move |_t: &str, _range, _nth, host: &str| {
+            listing(host, &[(name, 10), ("b.log.gz", 10)], 1)
+        }))
+        .await;
+        let s = source(config(&server.base, &["d.example"]));
+        let (result, files) = fetch_all(&s).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent, "{name}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("names a file `{shown}`, which is not a plain file name")),
+            "{name}: {msg}"
+        );
+        assert!(files.is_empty());
+        assert_eq!(
+            server.heads.lock().unwrap().len(),
+            1,
+            "{name}: only the listing was requested"
+        );
+    }
+}

@@ -15,10 +15,14 @@
 //!   listing, generations may have been deleted before this tool loaded them: the run reports
 //!   them as `LOST` and exits non-zero.
 //! - Hrefs come from the server: each is resolved against the collection URL and must stay in
-//!   it (same origin, under the collection, no `..` or encoded dot-segments), and only names of
-//!   the documented shape are loaded. Output names come from unit ids, never from hrefs.
+//!   it (same origin, under the collection, no `..`, encoded dot-segments or separators, no
+//!   control character such as NUL, raw or `%00`), its name must be a plain file name, and only
+//!   names of the documented shape are loaded. A listing that breaks this is refused, naming the
+//!   href. Output names come from unit ids, never from hrefs.
+//! - Files are downloaded from the cell's own host and port only, the bearer token with them.
 //! - A zipped archive is unpacked as it downloads ([`crate::zip`]): its entry's declared sizes
-//!   are not trusted, its inflated size is capped, and an entry name that is a path is refused.
+//!   are not trusted but checked, its inflated size is capped, more than one entry is refused,
+//!   and so is an entry name that is a path.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -60,7 +64,7 @@ pub enum WebdavError {
     #[error("{url}: the listing is not a WebDAV multistatus: {reason}")]
     NotMultistatus { url: String, reason: String },
     #[error(
-        "{collection}: the server listed `{href}`, which is outside the collection ({reason}); refusing to load it"
+        "{collection}: the server listed `{href}`, which is outside the collection or not a plain file of it ({reason}); refusing to load it"
     )]
     UnsafeHref {
         collection: String,
@@ -106,7 +110,13 @@ impl WebdavLogs {
             .path_segments()
             .and_then(|mut s| s.rfind(|p| !p.is_empty()).map(str::to_string))
             .unwrap_or_else(|| host.split('.').next().unwrap_or("cell").to_string());
-        let downloads = Client::for_downloads(*client.config(), client.redactor().clone(), [host])
+        // Files are read from the cell's own origin only: its host and port (the bearer token
+        // goes with every download, so no other service on that host may get it).
+        let origin = match cell.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        };
+        let downloads = Client::for_downloads(*client.config(), client.redactor().clone(), [origin])
             .map_err(StageError::permanent)?;
         Ok(Self {
             cfg,
@@ -333,8 +343,8 @@ impl WebdavLogs {
     }
 }
 
-/// A zip problem as a stage error: a truncated archive may be fixed by another download; a
-/// hostile or oversized one will not change.
+/// A zip problem as a stage error: a truncated or damaged archive may be fixed by another
+/// download; a hostile, oversized or self-contradicting one will not change.
 fn zip_error(file: &str, e: ZipError) -> StageError {
     let retryable = matches!(
         e,
@@ -358,10 +368,14 @@ struct Unzip {
 impl ChunkSink for Unzip {
     fn push(&mut self, chunk: Bytes) -> BoxFuture<'_, Result<(), StageError>> {
         Box::pin(async move {
+            // A slice at a time, each one's output sent before the next is inflated: a bomb
+            // never holds more than a few MiB here, whatever the network's chunk size.
             let mut out = Vec::new();
-            self.zip.feed(&chunk, &mut out).map_err(|e| zip_error(&self.file, e))?;
-            for piece in out {
-                self.tx.send(Ok(piece)).await.map_err(|_| StageError::cancelled())?;
+            for slice in chunk.chunks(crate::zip::MAX_FEED) {
+                self.zip.feed(slice, &mut out).map_err(|e| zip_error(&self.file, e))?;
+                for piece in out.drain(..) {
+                    self.tx.send(Ok(piece)).await.map_err(|_| StageError::cancelled())?;
+                }
             }
             Ok(())
         })
@@ -442,6 +456,15 @@ pub fn parse_multistatus(body: &[u8], collection: &url::Url) -> Result<Vec<DavFi
             .and_then(|mut s| s.next_back().map(str::to_string))
             .unwrap_or_default();
         let name = percent_decode(&name);
+        if let Some(reason) = crate::unsafe_file_name(&name) {
+            return Err(ListingError::Unsafe {
+                href: crate::printable(&href),
+                reason: format!(
+                    "its file name `{}` is not a plain file name: {reason}",
+                    crate::printable(&name)
+                ),
+            });
+        }
         files.push(DavFile {
             name,
             url: resolved,
@@ -456,12 +479,15 @@ pub fn parse_multistatus(body: &[u8], collection: &url::Url) -> Result<Vec<DavFi
 /// Resolves a server href against the collection and checks it stays a direct child of it.
 fn resolve_href(href: &str, dir: &url::Url) -> Result<url::Url, ListingError> {
     let unsafe_href = |reason: &str| ListingError::Unsafe {
-        href: href.to_string(),
+        href: crate::printable(href),
         reason: reason.to_string(),
     };
     let lower = href.to_ascii_lowercase();
     if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || href.contains('\\') {
         return Err(unsafe_href("encoded dot-segments or separators"));
+    }
+    if href.chars().any(char::is_control) || encodes_control(&lower) {
+        return Err(unsafe_href("a control character such as NUL, raw or percent-encoded"));
     }
     if href.split('/').any(|seg| seg == ".." || seg == ".") {
         return Err(unsafe_href("a `..` or `.` segment"));
@@ -486,6 +512,14 @@ fn resolve_href(href: &str, dir: &url::Url) -> Result<url::Url, ListingError> {
         return Err(unsafe_href("a query or fragment"));
     }
     Ok(url)
+}
+
+/// Whether `%XX` in `lower` encodes a control character (`%00`-`%1f`, `%7f`).
+fn encodes_control(lower: &str) -> bool {
+    lower
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && matches!((w[1], w[2]), (b'0' | b'1', b'0'..=b'9' | b'a'..=b'f') | (b'7', b'f')))
 }
 
 fn percent_decode(s: &str) -> String {
