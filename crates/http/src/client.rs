@@ -525,10 +525,14 @@ impl Client {
 
     /// After a 429, no request of the budget goes before the server's `Retry-After` (a minute
     /// when it sent none): the server counts differently than we do, and hammering it again
-    /// only extends the penalty.
+    /// only extends the penalty. A 503 that names a `Retry-After` is the server saying when it
+    /// will be back, for every request on the credential, and is honoured the same way.
     fn hold_budget(&self, status: Option<u16>, retry_after: Option<Duration>) {
-        if let (Some(budget), Some(429)) = (&self.inner.budget, status) {
-            budget.hold(retry_after.unwrap_or(Duration::from_secs(60)));
+        let Some(budget) = &self.inner.budget else { return };
+        match (status, retry_after) {
+            (Some(429), wait) => budget.hold(wait.unwrap_or(Duration::from_secs(60))),
+            (Some(503), Some(wait)) => budget.hold(wait),
+            _ => {}
         }
     }
 

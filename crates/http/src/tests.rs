@@ -498,6 +498,41 @@ async fn a_429_holds_the_whole_budget_for_its_retry_after() {
 }
 
 #[tokio::test]
+async fn a_503_with_retry_after_holds_every_client_of_the_budget_one_without_does_not() {
+    use std::sync::Arc;
+
+    use crate::{RateBudget, RateLimit};
+    for (retry_after, held) in [(Some("2"), true), (None, false)] {
+        let headers: Vec<(&str, &str)> = retry_after.map(|v| ("Retry-After", v)).into_iter().collect();
+        let server = MockServer::start(vec![
+            response(503, &headers, "maintenance"),
+            response(200, &[], "page"),
+            response(200, &[], "page"),
+        ])
+        .await;
+        let budget = Arc::new(RateBudget::new("api", &[RateLimit::new(1000, Duration::from_secs(60))]));
+        let first = client(cfg()).with_budget(Arc::clone(&budget));
+        let other = client(cfg()).with_budget(budget);
+        let started = Instant::now();
+        let base = server.base.clone();
+        let a = tokio::spawn(async move { get(&first, &base).await.unwrap().status });
+        // The 503 has been answered by now; the other client asks next.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(get(&other, &server.base).await.unwrap().status, 200);
+        let waited = started.elapsed();
+        assert_eq!(a.await.unwrap(), 200);
+        if held {
+            assert!(waited >= Duration::from_secs(2), "held for the Retry-After: {waited:?}");
+        } else {
+            assert!(
+                waited < Duration::from_secs(2),
+                "no hold without Retry-After: {waited:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn send_unless_returns_a_final_500_instead_of_retrying() {
     let fault = "<Envelope><Body><Fault><faultstring>bad password</faultstring></Fault></Body></Envelope>";
     let server = MockServer::start(vec![
