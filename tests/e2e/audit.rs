@@ -153,7 +153,12 @@ fn a_run_killed_while_the_job_is_in_progress_resumes_the_same_job() {
     .unwrap();
     let checkpoints = out.path().join("audit_log/_etl/checkpoints");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.next().is_some()) {
+    // Only a complete checkpoint counts: a local write goes through a staging file
+    // (`<name>#<n>`) in the same folder first, and a kill before its rename leaves no job saved.
+    let saved = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".json")))
+    };
+    while !saved(&checkpoints) {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the run ended before the job was saved"
