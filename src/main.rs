@@ -2,7 +2,13 @@
 //! through one registry `match` (`registry.rs`), runs them with `etl-core`'s runner, prints a
 //! summary and maps the outcome to an exit code a scheduler can act on.
 
+mod catalog;
+mod plan;
+mod preview;
+mod progress;
 mod registry;
+mod report;
+mod state_cmd;
 mod summary;
 
 use std::io::IsTerminal;
@@ -35,6 +41,13 @@ Exit codes:
        on_bad_record: fail), or a window was lost to the API's retention (see the LOST: line)
   130  interrupted by SIGINT/SIGTERM; committed units stay committed, the rest is redone by the next run";
 
+const PREVIEW_HELP: &str = "\
+Example:
+  etl preview pipelines/mail.yaml --from 2025-09-11 --limit 5
+  etl preview pipelines/cdn.yaml --json | jq .url
+
+Exit codes: as for `etl run` (2 usage or configuration, 3 retryable, 4 permanent).";
+
 #[derive(Parser, Debug)]
 #[command(name = "etl", version, about = "Load vendor logs into hive-partitioned Parquet", after_help = EXIT_CODES)]
 struct Cli {
@@ -65,6 +78,38 @@ enum Command {
         /// End of the range (exclusive), same forms. Default: now.
         #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
+        /// Also write the summary as JSON to this file (for schedulers).
+        #[arg(long, value_name = "FILE")]
+        summary_json: Option<PathBuf>,
+        /// Also write Prometheus text-format metrics to this file (node-exporter's textfile
+        /// collector): records, bytes, requests by status, retries, unit outcomes, last success.
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
+    },
+    /// Show the units a run would process (done, provisional, to run), the requests they need,
+    /// the time the rate budget makes them take, and every clamp applied: sends no data request.
+    #[command(after_help = plan::HELP)]
+    Plan {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+        /// Start of the range, as for `run`. Default: the pipeline's `start`.
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        /// End of the range (exclusive), as for `run`. Default: now.
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+        /// One JSON object per unit and line on stdout (notes go to stderr), for orchestrators.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and reset what is done: list the committed units, or forget some so that the
+    /// next run loads them again.
+    #[command(after_help = state_cmd::HELP)]
+    State {
+        /// The pipeline file (YAML): its sink holds the state.
+        file: PathBuf,
+        #[command(subcommand)]
+        action: StateAction,
     },
     /// Check pipeline files without touching the network: syntax, keys, environment variables,
     /// values, and that every transform's columns exist.
@@ -72,8 +117,73 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Show the first page or file of the first unit as a table: fetches only that, writes
+    /// nothing and reads no state (the first unit is shown even if it is done).
+    #[command(after_help = PREVIEW_HELP)]
+    Preview {
+        /// The pipeline file (YAML).
+        file: PathBuf,
+        /// Start of the range, as for `run`. Default: the pipeline's `start`.
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        /// End of the range (exclusive), as for `run`. Default: now.
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+        /// Records shown at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print the records as JSON lines (as `sink: {type: jsonl}` writes them) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the source types a pipeline can read: their keys, defaults, and the limits of each
+    /// vendor's API that a run plans within.
+    #[command(after_help = catalog::SOURCES_HELP)]
+    Sources {
+        /// Print the whole configuration reference (every section and key) as Markdown, the text
+        /// of docs/CONFIG.md.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Print the columns a source type's records have: name, Arrow type, nullability.
+    #[command(after_help = catalog::SCHEMA_HELP)]
+    Schema {
+        /// The source type (the `type:` of the pipeline file's `source:`).
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(etl_config::SourceConfig::TYPES))]
+        source: String,
+        /// Print JSON: {"source", "time_column", "columns": [{"name", "type", "nullable"}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the bundled simulator of the vendor APIs on 127.0.0.1.
+    #[command(after_help = "Example:\n  etl sim --port 8080 --mail-rows-per-day 5000")]
     Sim(Box<etl_sim::SimArgs>),
+}
+
+#[derive(Subcommand, Debug)]
+enum StateAction {
+    /// List the units done (and provisional ones committed so far).
+    #[command(after_help = "Example:\n  etl state pipelines/mail.yaml list --json | jq -r .unit")]
+    List {
+        /// One JSON object per unit and line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget units, by id or by window, so that the next run fetches them again and replaces
+    /// their files.
+    #[command(
+        after_help = "Example:\n  etl state pipelines/mail.yaml forget mail_delivery-2025-09-11\n  etl state pipelines/mail.yaml forget --from 2025-09-01 --to 2025-09-08"
+    )]
+    Forget {
+        /// Unit ids, as `list` shows them.
+        #[arg(conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+        units: Vec<String>,
+        /// Forget every unit whose window overlaps --from..--to (forms as for `run`).
+        #[arg(long, allow_hyphen_values = true, requires = "to")]
+        from: Option<String>,
+        #[arg(long, allow_hyphen_values = true, requires = "from")]
+        to: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,7 +191,44 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let code = match cli.command {
         Command::Validate { files } => validate(&files),
-        Command::Run { file, from, to } => runtime().block_on(run(file, from, to)),
+        Command::Run {
+            file,
+            from,
+            to,
+            summary_json,
+            metrics_file,
+        } => runtime().block_on(run(
+            file,
+            from,
+            to,
+            Outputs {
+                summary_json,
+                metrics_file,
+            },
+        )),
+        Command::Plan { file, from, to, json } => runtime().block_on(plan::plan(plan::Args { file, from, to, json })),
+        Command::State { file, action } => {
+            let action = match action {
+                StateAction::List { json } => state_cmd::Action::List { json },
+                StateAction::Forget { units, from, to } => state_cmd::Action::Forget { units, from, to },
+            };
+            runtime().block_on(state_cmd::state(&file, action))
+        }
+        Command::Preview {
+            file,
+            from,
+            to,
+            limit,
+            json,
+        } => runtime().block_on(preview::preview(preview::Args {
+            file,
+            from,
+            to,
+            limit,
+            json,
+        })),
+        Command::Sources { markdown } => catalog::sources(markdown),
+        Command::Schema { source, json } => catalog::schema(&source, json),
         Command::Sim(args) => match runtime().block_on(etl_sim::run(*args)) {
             Ok(()) => exit::OK,
             Err(e) => {
@@ -100,19 +247,29 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// Logs on stderr, filtered by `ETL_LOG` (default `info`); on a terminal with text logs, the
+/// progress display listens too (it reads the `etl::progress` trace events whatever the filter).
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("ETL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().with_current_span(false).init(),
-        LogFormat::Text => builder
+    let log = tracing_subscriber::fmt::layer().with_writer(progress::LogWriter);
+    let log = match format {
+        LogFormat::Json => log.json().with_current_span(false).with_filter(filter).boxed(),
+        LogFormat::Text => log
             .with_ansi(std::io::stderr().is_terminal())
             .with_target(false)
-            .init(),
-    }
+            .with_filter(filter)
+            .boxed(),
+    };
+    let progress = progress::wanted(matches!(format, LogFormat::Json)).then(|| {
+        progress::Layer::new().with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() == "etl::progress" || *m.level() <= tracing::Level::INFO
+        }))
+    });
+    tracing_subscriber::registry().with(log).with(progress).init();
 }
 
 fn validate(files: &[PathBuf]) -> u8 {
@@ -134,7 +291,44 @@ fn resolve(spec: &str, now: DateTime<Utc>, flag: &str) -> anyhow::Result<DateTim
     Ok(t.resolve(now))
 }
 
-async fn run(file: PathBuf, from: Option<String>, to: Option<String>) -> u8 {
+/// Where a run also reports, besides stderr.
+#[derive(Debug, Default)]
+struct Outputs {
+    summary_json: Option<PathBuf>,
+    metrics_file: Option<PathBuf>,
+}
+
+/// The exit code of a failure of class `class`.
+fn code_for(class: ErrorClass) -> u8 {
+    match class {
+        ErrorClass::Retryable => exit::RETRYABLE,
+        ErrorClass::Permanent => exit::PERMANENT,
+        ErrorClass::Internal => exit::INTERNAL,
+        ErrorClass::Cancelled => exit::INTERRUPTED,
+    }
+}
+
+/// `--from`/`--to` of `run`, `plan` and `preview`, with the pipeline's `start` and now as
+/// defaults.
+fn resolve_range(
+    prepared: &registry::Prepared,
+    from: Option<&str>,
+    to: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(DateTime<Utc>, DateTime<Utc>)> {
+    let from = match from {
+        Some(s) => resolve(s, now, "--from")?,
+        None => prepared.config.start.resolve(now),
+    };
+    let to = match to {
+        Some(s) => resolve(s, now, "--to")?,
+        None => now,
+    };
+    anyhow::ensure!(from < to, "the range is empty: --from {from} is not before --to {to}");
+    Ok((from, to))
+}
+
+async fn run(file: PathBuf, from: Option<String>, to: Option<String>, outputs: Outputs) -> u8 {
     let now = Utc::now();
     let prepared = match registry::prepare(&file) {
         Ok(p) => p,
@@ -143,19 +337,7 @@ async fn run(file: PathBuf, from: Option<String>, to: Option<String>) -> u8 {
             return exit::USAGE;
         }
     };
-    let range = (|| -> anyhow::Result<_> {
-        let from = match &from {
-            Some(s) => resolve(s, now, "--from")?,
-            None => prepared.config.start.resolve(now),
-        };
-        let to = match &to {
-            Some(s) => resolve(s, now, "--to")?,
-            None => now,
-        };
-        anyhow::ensure!(from < to, "the range is empty: --from {from} is not before --to {to}");
-        Ok((from, to))
-    })();
-    let (from, to) = match range {
+    let (from, to) = match resolve_range(&prepared, from.as_deref(), to.as_deref(), now) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -170,6 +352,7 @@ async fn run(file: PathBuf, from: Option<String>, to: Option<String>) -> u8 {
             now,
             settle: Default::default(),
         },
+        &outputs,
     )
     .await
     {
@@ -181,7 +364,7 @@ async fn run(file: PathBuf, from: Option<String>, to: Option<String>) -> u8 {
     }
 }
 
-async fn execute(prepared: registry::Prepared, mut req: PlanRequest) -> anyhow::Result<u8> {
+async fn execute(prepared: registry::Prepared, mut req: PlanRequest, outputs: &Outputs) -> anyhow::Result<u8> {
     let cfg = &prepared.config;
     req.settle = cfg.settle;
     let pipeline = Arc::clone(&prepared.pipeline);
@@ -248,10 +431,14 @@ async fn execute(prepared: registry::Prepared, mut req: PlanRequest) -> anyhow::
             unknown_fields: cfg.on_unknown_field,
         },
     };
+    let started_at = Utc::now();
     let started = std::time::Instant::now();
+    let display = progress::Display::start(&units);
     let report = etl_core::runner::run(Arc::clone(&pipeline), units, opts, cancel.clone()).await;
-    summary::print(&prepared, &report, planned, started.elapsed(), &lost);
-    Ok(match report.worst() {
+    display.finish();
+    let elapsed = started.elapsed();
+    summary::print(&prepared, &report, planned, elapsed, &lost);
+    let code = match report.worst() {
         Some(ErrorClass::Internal) => exit::INTERNAL,
         Some(ErrorClass::Cancelled) => exit::INTERRUPTED,
         // Data beyond the API's retention cannot be fetched by any later run.
@@ -259,7 +446,37 @@ async fn execute(prepared: registry::Prepared, mut req: PlanRequest) -> anyhow::
         None => exit::OK,
         Some(ErrorClass::Permanent) => exit::PERMANENT,
         Some(ErrorClass::Retryable) => exit::RETRYABLE,
-    })
+    };
+    let facts = report::RunFacts {
+        prepared: &prepared,
+        report: &report,
+        from: req.from,
+        to: req.to,
+        started_at,
+        elapsed,
+        planned,
+        lost: &lost,
+        exit_code: code,
+        responses: etl_http::responses_by_status(),
+        waits: etl_http::rate_limit_waits(),
+    };
+    let mut code = code;
+    if let Some(path) = &outputs.summary_json {
+        let text = format!("{:#}\n", report::summary_json(&facts));
+        if let Err(e) = report::write_atomic(path, &text) {
+            eprintln!("error: writing the summary to {}: {e}", path.display());
+            code = code.max(exit::INTERNAL);
+        }
+    }
+    if let Some(path) = &outputs.metrics_file {
+        let previous = std::fs::read_to_string(path).ok();
+        let text = report::metrics(&facts, previous.as_deref(), Utc::now());
+        if let Err(e) = report::write_atomic(path, &text) {
+            eprintln!("error: writing the metrics to {}: {e}", path.display());
+            code = code.max(exit::INTERNAL);
+        }
+    }
+    Ok(code)
 }
 
 /// Windows that fell out of the API's retention between the last committed unit of a stream

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use etl_config::{PipelineConfig, SinkConfig, SourceConfig, TransformConfig};
-use etl_core::{Format, Pipeline, Secret, Source, Transform};
+use etl_core::{Format, MemoryState, Pipeline, Secret, Sink, Source, StateStore, Transform};
 use etl_http::{Client, HttpConfig, Redactor};
-use etl_sink::{ParquetSink, ParquetSinkOptions, S3Options};
+use etl_sink::{JsonlSink, ParquetSink, ParquetSinkOptions, S3Options};
 
 /// A loaded pipeline, with its config kept for messages and summaries.
 pub struct Prepared {
@@ -20,6 +20,45 @@ pub struct Prepared {
 /// Loads and validates a pipeline file, builds its stages, and checks the transforms against
 /// the source's schema. Opens nothing on the network.
 pub fn prepare(file: &Path) -> anyhow::Result<Prepared> {
+    build(file, Mode::Run)
+}
+
+/// For `etl plan` and `etl state`: the pipeline with the configured sink's state, but a local
+/// dataset that does not exist yet is not created (its state is empty), so that looking
+/// writes nothing.
+pub fn prepare_inspect(file: &Path) -> anyhow::Result<Prepared> {
+    build(file, Mode::Inspect)
+}
+
+/// What the pipeline is built for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Run,
+    Preview,
+    Inspect,
+}
+
+/// The local directory a Parquet sink URL names (`./data`, `file:///srv/data`); `None` for an
+/// object store.
+fn local_dir(url: &str) -> Option<std::path::PathBuf> {
+    let url = url.trim();
+    match url.split_once("://") {
+        None => Some(url.into()),
+        Some(_) => url::Url::parse(url)
+            .ok()
+            .filter(|u| u.scheme() == "file")
+            .and_then(|u| u.to_file_path().ok()),
+    }
+}
+
+/// For `etl preview`: the pipeline as [`prepare`] builds it, except that the configured sink is
+/// never opened (a Parquet sink would create its directory): the sink is JSON lines on standard
+/// output and the state is in memory, so a preview writes nothing and reads no state.
+pub fn prepare_preview(file: &Path) -> anyhow::Result<Prepared> {
+    build(file, Mode::Preview)
+}
+
+fn build(file: &Path, mode: Mode) -> anyhow::Result<Prepared> {
     let config = etl_config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let format = format_for(&config.source);
     let client = Client::new(http_config(&config), Redactor::new(secrets(&config)))
@@ -41,7 +80,11 @@ pub fn prepare(file: &Path) -> anyhow::Result<Prepared> {
         ),
     };
     let transforms = etl_transform::build(&config.transforms);
-    let sink = match &config.sink {
+    let (sink, state): (Arc<dyn Sink>, Arc<dyn StateStore>) = match &config.sink {
+        _ if mode == Mode::Preview => (Arc::new(JsonlSink::stdout()), Arc::new(MemoryState::default())),
+        SinkConfig::Parquet(c) if mode == Mode::Inspect && local_dir(&c.url).is_some_and(|d| !d.exists()) => {
+            (Arc::new(JsonlSink::stdout()), Arc::new(MemoryState::default()))
+        }
         SinkConfig::Parquet(c) => {
             let opts = ParquetSinkOptions {
                 time_column: format.time_column().to_string(),
@@ -59,17 +102,25 @@ pub fn prepare(file: &Path) -> anyhow::Result<Prepared> {
                 allow_http: c.s3.allow_http,
                 path_style: c.s3.path_style,
             };
-            ParquetSink::open_with(&c.url, opts, &s3)
-                .with_context(|| format!("{}: sink url {:?}", file.display(), c.url))?
+            let sink = ParquetSink::open_with(&c.url, opts, &s3)
+                .with_context(|| format!("{}: sink url {:?}", file.display(), c.url))?;
+            let state = Arc::new(sink.state_store());
+            (Arc::new(sink), state)
+        }
+        // A debugging sink keeps no state: nothing durable marks a unit done, so every run
+        // fetches its whole range again (and appends it again to a file).
+        SinkConfig::Jsonl(c) => {
+            let sink = JsonlSink::open(c.url.as_deref())
+                .with_context(|| format!("{}: sink url {:?}", file.display(), c.url.as_deref().unwrap_or("-")))?;
+            (Arc::new(sink), Arc::new(MemoryState::default()))
         }
     };
-    check_schema(file, format.as_ref(), &transforms)?;
-    let state = Arc::new(sink.state_store());
+    check_schema(file, format.as_ref(), &transforms, &config.sink)?;
     let pipeline = Pipeline {
         source,
         format,
         transforms,
-        sink: Arc::new(sink),
+        sink,
         state,
     };
     Ok(Prepared {
@@ -82,24 +133,40 @@ pub fn prepare(file: &Path) -> anyhow::Result<Prepared> {
 pub fn check(file: &Path) -> anyhow::Result<String> {
     let config = etl_config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let format = format_for(&config.source);
-    check_schema(file, format.as_ref(), &etl_transform::build(&config.transforms))?;
-    let SinkConfig::Parquet(sink) = &config.sink;
+    check_schema(
+        file,
+        format.as_ref(),
+        &etl_transform::build(&config.transforms),
+        &config.sink,
+    )?;
+    let sink = match &config.sink {
+        SinkConfig::Parquet(c) => format!("parquet at {}", c.url),
+        SinkConfig::Jsonl(c) => format!("jsonl to {}", c.url.as_deref().unwrap_or("stdout")),
+    };
     Ok(format!(
-        "source {}, {} transform(s), sink parquet at {}",
+        "source {}, {} transform(s), sink {sink}",
         config.source.kind(),
         config.transforms.len(),
-        sink.url
     ))
 }
 
 /// Applies the transforms to the source's schema: a stage naming a missing column fails here,
-/// before any request; the partition column must survive them.
-fn check_schema(file: &Path, format: &dyn Format, transforms: &[Arc<dyn Transform>]) -> anyhow::Result<()> {
+/// before any request; the column a Parquet sink partitions by must survive them (JSON lines
+/// have no partitions).
+fn check_schema(
+    file: &Path,
+    format: &dyn Format,
+    transforms: &[Arc<dyn Transform>],
+    sink: &SinkConfig,
+) -> anyhow::Result<()> {
     let mut schema = format.schema();
     for t in transforms {
         schema = t
             .output_schema(&schema)
             .map_err(|e| anyhow::anyhow!("{}: transform {}: {e}", file.display(), t.describe()))?;
+    }
+    if matches!(sink, SinkConfig::Jsonl(_)) {
+        return Ok(());
     }
     let time_column = format.time_column();
     anyhow::ensure!(
@@ -126,6 +193,20 @@ fn format_for(source: &SourceConfig) -> Arc<dyn Format> {
     }
 }
 
+/// The format of a source type's records, by its `type` (for `etl schema`); `None` for a type
+/// no source has. It must agree with [`format_for`]: the options that one takes from the config
+/// (a line length cap) bound decoding and never change the schema.
+pub fn format_for_kind(kind: &str) -> Option<Arc<dyn Format>> {
+    Some(match kind {
+        "mail_delivery" => Arc::new(etl_formats::mail_delivery::MailDeliveryFormat::new()),
+        "mail_tracking" => Arc::new(etl_formats::mail_tracking::MailTrackingFormat::new()),
+        "cdn_logs" => Arc::new(etl_formats::cdn_access::CdnAccessFormat::new(Default::default())),
+        "audit_log" => Arc::new(etl_formats::audit_log::AuditLogFormat::new(Default::default())),
+        "webdav_logs" => Arc::new(etl_formats::event_log::EventLogFormat::new(Default::default())),
+        _ => return None,
+    })
+}
+
 fn http_config(c: &PipelineConfig) -> HttpConfig {
     HttpConfig {
         connect_timeout: c.http.connect_timeout,
@@ -141,8 +222,10 @@ fn http_config(c: &PipelineConfig) -> HttpConfig {
 /// Every secret of the pipeline, so the HTTP layer can redact them from logs and errors.
 fn secrets(c: &PipelineConfig) -> Vec<Secret> {
     let mut s = c.source.secrets();
-    let SinkConfig::Parquet(sink) = &c.sink;
-    s.extend(sink.s3.secrets());
+    match &c.sink {
+        SinkConfig::Parquet(sink) => s.extend(sink.s3.secrets()),
+        SinkConfig::Jsonl(_) => {}
+    }
     s.extend(
         ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
             .into_iter()

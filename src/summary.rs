@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use etl_core::{RunReport, UnitStatus};
+use etl_core::RunReport;
 
 use crate::registry::Prepared;
 
@@ -48,24 +48,11 @@ fn render(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Dura
     let (mut rows, mut files, mut bytes, mut requests, mut retries, mut bad) = (0u64, 0usize, 0u64, 0u64, 0u64, 0u64);
     let mut failures = Vec::new();
     for o in &report.outcomes {
-        let (status, f, b) = match &o.status {
-            UnitStatus::Committed { report } if o.unit.provisional => ("provisional", report.files.len(), report.bytes),
-            UnitStatus::Committed { report } => ("committed", report.files.len(), report.bytes),
-            UnitStatus::Failed { class, message } => {
-                failures.push(format!("  {}: {message}", o.unit.id));
-                (
-                    if *class == etl_core::ErrorClass::Permanent {
-                        "failed"
-                    } else {
-                        "retry later"
-                    },
-                    0,
-                    0,
-                )
-            }
-            UnitStatus::CommittedElsewhere { .. } => ("elsewhere", 0, 0),
-            UnitStatus::Cancelled => ("interrupted", 0, 0),
-        };
+        let status = crate::report::unit_status(o);
+        let (f, b) = crate::report::written(o);
+        if let etl_core::UnitStatus::Failed { message, .. } = &o.status {
+            failures.push(format!("  {}: {message}", o.unit.id));
+        }
         rows += o.rows;
         files += f;
         bytes += b;
@@ -118,12 +105,16 @@ fn render(prepared: &Prepared, report: &RunReport, planned: usize, elapsed: Dura
     for l in lost {
         let _ = writeln!(s, "{l}");
     }
+    let (waits, waited) = etl_http::rate_limit_waits();
+    if waits > 0 {
+        let _ = writeln!(
+            s,
+            "rate-limit waits: {waits}, {:.1}s in all (the API's limits, or a server's Retry-After)",
+            waited.as_secs_f64()
+        );
+    }
     let location = prepared.pipeline.sink.location();
     let _ = writeln!(s, "data: {location}");
-    let _ = writeln!(
-        s,
-        "try:  duckdb -c \"SELECT dt, count(*) AS rows FROM read_parquet('{}/**/*.parquet', hive_partitioning = true) GROUP BY dt ORDER BY dt\"",
-        location.trim_end_matches('/')
-    );
+    let _ = writeln!(s, "try:  duckdb -c \"{}\"", crate::report::duckdb_query(&location));
     s
 }

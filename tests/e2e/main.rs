@@ -2,12 +2,15 @@
 //! Parquet read back and compared with the simulator's ground truth.
 
 mod audit;
+mod catalog;
 mod cdn;
 mod config;
 mod faults;
 mod hostile;
 mod mail_delivery;
 mod mail_tracking;
+mod operate;
+mod preview;
 mod s3;
 mod util;
 mod webdav;

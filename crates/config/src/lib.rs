@@ -47,6 +47,7 @@ pub mod duration;
 mod error;
 pub mod interpolate;
 mod pipeline;
+pub mod reference;
 mod settings;
 mod sink;
 mod source;
@@ -60,7 +61,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use etl_core::{BadRecordPolicy, Secret, UnknownFieldPolicy};
 pub use pipeline::PipelineConfig;
 pub use settings::{HttpSettings, RuntimeConfig};
-pub use sink::{ParquetSinkConfig, S3Config, SinkConfig};
+pub use sink::{JsonlSinkConfig, ParquetSinkConfig, S3Config, SinkConfig};
 pub use source::{
     AuditLogConfig, CdnLogsConfig, DeliveryStatus, Direction, MailDeliveryConfig, MailTrackingConfig, SourceConfig,
     TrafficType, WebdavLogsConfig,

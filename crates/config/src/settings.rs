@@ -19,18 +19,18 @@ use crate::duration::{self, deserialize_positive};
     expecting = "the runtime keys (channel_capacity, decode_workers, ...)"
 )]
 pub struct RuntimeConfig {
-    /// `channel_capacity` (>= 1, default 4): items buffered between two stages. Bounds memory:
-    /// a slow sink slows the source instead of filling RAM.
+    /// `channel_capacity` (optional, >= 1, default 4): items buffered between two stages. Bounds
+    /// memory: a slow sink slows the source instead of filling RAM.
     #[serde(deserialize_with = "positive_usize")]
     pub channel_capacity: usize,
-    /// `decode_workers` (>= 1, default 2): blocking threads that decode payloads while the
-    /// network waits.
+    /// `decode_workers` (optional, >= 1, default 2): blocking threads that decode payloads while
+    /// the network waits.
     #[serde(deserialize_with = "positive_usize")]
     pub decode_workers: usize,
-    /// `unit_concurrency` (>= 1, default 2): units fetched at the same time.
+    /// `unit_concurrency` (optional, >= 1, default 2): units fetched at the same time.
     #[serde(deserialize_with = "positive_usize")]
     pub unit_concurrency: usize,
-    /// `batch_size` (>= 1, default 16384): rows per decoded record batch.
+    /// `batch_size` (optional, >= 1, default 16384): rows per decoded record batch.
     #[serde(deserialize_with = "positive_usize")]
     pub batch_size: usize,
 }
@@ -50,21 +50,21 @@ impl Default for RuntimeConfig {
 /// Durations are written with a unit: `500ms`, `10s`, `5m`, `1h30m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpSettings {
-    /// `connect_timeout` (> 0, default 10s): time allowed to open a connection.
+    /// `connect_timeout` (optional, > 0, default 10s): time allowed to open a connection.
     pub connect_timeout: Duration,
-    /// `read_timeout` (> 0, default 60s): longest wait for the next bytes of a response (a stall
-    /// timeout; a large download that keeps moving is never cut).
+    /// `read_timeout` (optional, > 0, default 60s): longest wait for the next bytes of a response
+    /// (a stall timeout; a large download that keeps moving is never cut).
     pub read_timeout: Duration,
-    /// `max_attempts` (>= 1, default 8): attempts per request, the first included.
+    /// `max_attempts` (optional, >= 1, default 8): attempts per request, the first included.
     pub max_attempts: u32,
-    /// `max_retry_time` (> 0, default 5m): total time budget of one request including its
+    /// `max_retry_time` (optional, > 0, default 5m): total time budget of one request including its
     /// retries; no retry starts that would end after it.
     pub max_retry_time: Duration,
-    /// `backoff_base` (default 250ms): the first retry waits up to this long; each further retry
-    /// doubles the bound (with full jitter), up to `backoff_max`.
+    /// `backoff_base` (optional, default 250ms): the first retry waits up to this long; each
+    /// further retry doubles the bound (with full jitter), up to `backoff_max`.
     pub backoff_base: Duration,
-    /// `backoff_max` (>= `backoff_base`, default 30s): the largest wait between two attempts
-    /// (a `Retry-After` from the server may ask for more).
+    /// `backoff_max` (optional, >= `backoff_base`, default 30s): the largest wait between two
+    /// attempts (a `Retry-After` from the server may ask for more).
     pub backoff_max: Duration,
 }
 

@@ -1,4 +1,5 @@
-//! The `sink:` section: where the Parquet dataset goes and how its files are cut.
+//! The `sink:` section: where the Parquet dataset goes and how its files are cut, or, while a
+//! pipeline is being set up, where its records are shown as JSON lines.
 
 use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
@@ -20,24 +21,29 @@ use crate::de::{Tagged, int_in, non_empty_secret, non_empty_string, positive_usi
 pub enum SinkConfig {
     /// `type: parquet`: a hive-partitioned Parquet dataset on local disk or S3.
     Parquet(ParquetSinkConfig),
+    /// `type: jsonl`: newline-delimited JSON on standard output or in a local file, for
+    /// debugging. Not exactly once, and no state is kept: every run fetches its range again.
+    Jsonl(JsonlSinkConfig),
 }
 
 impl SinkConfig {
-    /// The `type` as written in the file (`parquet`).
+    /// The `type` as written in the file (`parquet`, `jsonl`).
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::Parquet(_) => "parquet",
+            SinkConfig::Jsonl(_) => "jsonl",
         }
     }
 }
 
 impl Tagged for SinkConfig {
     const SECTION: &'static str = "sink";
-    const KINDS: &'static [&'static str] = &["parquet"];
+    const KINDS: &'static [&'static str] = &["parquet", "jsonl"];
 
     fn variant<'de, A: MapAccess<'de>>(kind: &'static str, rest: A) -> Result<Self, A::Error> {
         match kind {
             "parquet" => ParquetSinkConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::Parquet),
+            "jsonl" => JsonlSinkConfig::deserialize(MapAccessDeserializer::new(rest)).map(Self::Jsonl),
             other => Err(de::Error::custom(format!("unknown sink type `{other}`"))),
         }
     }
@@ -83,6 +89,53 @@ pub struct ParquetSinkConfig {
     pub s3: S3Config,
 }
 
+/// `type: jsonl`: one JSON object per record and line (timestamps as RFC 3339 UTC strings,
+/// lists as arrays), written as soon as each batch is decoded. For looking at records while a
+/// pipeline is set up, or piping them into `jq`; not for loading: lines written before a unit
+/// fails stay written, a file is appended to, and nothing is remembered between runs, so every
+/// run fetches its whole range again.
+///
+/// ```yaml
+/// sink:
+///   type: jsonl
+///   url: ./out.jsonl     # optional; `-` or absent: standard output
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the jsonl sink keys (url)")]
+pub struct JsonlSinkConfig {
+    /// `url` (optional, default `-`): `-` for standard output, else a local path or a `file://`
+    /// URL of a file the lines are appended to (created with its directories if missing).
+    /// `None` means standard output.
+    #[serde(default, deserialize_with = "jsonl_url")]
+    pub url: Option<String>,
+}
+
+/// `deserialize_with`: `-` (standard output, read as `None`), a local path or a `file://` URL.
+fn jsonl_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    str_with(d, "`-`, a local path or a file:// URL", |v| {
+        let v = v.trim();
+        if v.is_empty() {
+            return Err("must not be empty; expected `-` (standard output), a local path or a file:// URL".to_string());
+        }
+        if v == "-" {
+            return Ok(None);
+        }
+        match v.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("file") => {
+                if rest.is_empty() {
+                    Err(format!("`{v}` names no file"))
+                } else {
+                    Ok(Some(v.to_string()))
+                }
+            }
+            Some((scheme, _)) => Err(format!(
+                "unsupported URL scheme `{scheme}`; the jsonl sink writes to `-` (standard output), a local path or a file:// URL"
+            )),
+            None => Ok(Some(v.to_string())),
+        }
+    })
+}
+
 /// `sink.s3`: the connection to an S3-compatible object store.
 ///
 /// ```yaml
@@ -106,10 +159,11 @@ pub struct S3Config {
     /// S3-compatible server, such as `http://127.0.0.1:9000`.
     #[serde(default, deserialize_with = "optional_endpoint")]
     pub endpoint: Option<String>,
-    /// `region` (optional, default `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`).
+    /// `region` (optional, default `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`): the
+    /// bucket's region.
     #[serde(default, deserialize_with = "optional_non_empty")]
     pub region: Option<String>,
-    /// `access_key_id` (optional, default `AWS_ACCESS_KEY_ID`).
+    /// `access_key_id` (optional, default `AWS_ACCESS_KEY_ID`): the access key id.
     #[serde(default, deserialize_with = "optional_non_empty")]
     pub access_key_id: Option<String>,
     /// `secret_access_key` (optional, secret, default `AWS_SECRET_ACCESS_KEY`): must be written

@@ -36,6 +36,10 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// Every `type` a `source:` section accepts, in the order of the reference.
+    pub const TYPES: &'static [&'static str] =
+        &["mail_delivery", "mail_tracking", "cdn_logs", "audit_log", "webdav_logs"];
+
     /// The `type` as written in the file (`mail_delivery`).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -65,7 +69,7 @@ impl SourceConfig {
 
 impl Tagged for SourceConfig {
     const SECTION: &'static str = "source";
-    const KINDS: &'static [&'static str] = &["mail_delivery", "mail_tracking", "cdn_logs", "audit_log", "webdav_logs"];
+    const KINDS: &'static [&'static str] = SourceConfig::TYPES;
 
     fn variant<'de, A: MapAccess<'de>>(kind: &'static str, rest: A) -> Result<Self, A::Error> {
         match kind {
@@ -89,9 +93,17 @@ impl<'de> Deserialize<'de> for SourceConfig {
     }
 }
 
-/// `type: mail_delivery`: the mail delivery log API. One request is a form POST with a window
-/// of at most 24 hours; the API returns at most `max_items` records per page and a `NextToken`
-/// for the rest.
+/// `type: mail_delivery`: the mail delivery log API: one result line per recipient, read as XML
+/// pages from a form POST (`X-Auth-Token`). A unit is one UTC day.
+///
+/// API limits, planned within before any request:
+/// - a request's window is shorter than 24 hours (`EndDate`'s minute is inclusive, so `00:00` to
+///   `23:59` is one UTC day): one request window per unit;
+/// - `StartDate` reaches back at most to 00:00 UTC of the day 90 days ago: older days are skipped
+///   with a note;
+/// - at most `max_items` (1..=10000) records per page; `NextToken` continues the same window, and
+///   a replayed token is never written twice;
+/// - a 429's `Retry-After` holds every request made with the same token.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -105,9 +117,9 @@ pub struct MailDeliveryConfig {
     /// as `${VAR}` so that it stays out of the file; it is never printed.
     #[serde(deserialize_with = "non_empty_secret")]
     pub token: Secret,
-    /// `status` (optional): only fetch records with this delivery result: `sent`, `retry` or
-    /// `faild` (the vendor's spelling; `failed` and the codes 1, 2, 3 are accepted too). Default:
-    /// every status.
+    /// `status` (optional, default every status): only fetch records with this delivery result:
+    /// `sent`, `retry` or `faild` (the vendor's spelling; `failed` and the codes 1, 2, 3 are
+    /// accepted too).
     #[serde(default)]
     pub status: Option<DeliveryStatus>,
     /// `max_items` (optional, 1..=10000, default 10000): records per page (the API's `MaxItems`).
@@ -115,9 +127,18 @@ pub struct MailDeliveryConfig {
     pub max_items: u32,
 }
 
-/// `type: mail_tracking`: the mail tracking log API. A GET per traffic type with `start`/`end`
-/// (at most 72 hours, reaching back at most 72 hours), `limit` records per page and a
-/// `nextToken` for the rest; HTTP Basic authentication.
+/// `type: mail_tracking`: the mail tracking log API: accepted and blocked mail traffic, read as
+/// JSON pages from a GET with HTTP Basic authentication. A unit is one UTC day of one traffic
+/// type (and one domain when `domains` is set).
+///
+/// API limits, planned within before any request:
+/// - one traffic type per request: each type is its own unit, under the `traffic_type=` partition;
+/// - `start`/`end` reach back at most 72 hours before the request: a unit that would start
+///   earlier is refused, naming the earliest day the API still serves;
+/// - both `start` and `end` are always sent (without them the API answers only five minutes), a
+///   day as `T00:00:00.000Z` to `T23:59:59.999Z`;
+/// - `limit` records per page (1..=10000 here; the API's default is 500); `nextToken` continues
+///   the same query, and a replayed token is never written twice.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -133,15 +154,15 @@ pub struct MailTrackingConfig {
     /// `api_key` (required, non-empty): the HTTP Basic password; never printed.
     #[serde(deserialize_with = "non_empty_secret")]
     pub api_key: Secret,
-    /// `traffic_types` (optional, default both): `accepted_traffic` and/or `blocked_traffic`.
-    /// The API takes one type per request; each type is its own unit and partition.
+    /// `traffic_types` (optional, default `[accepted_traffic, blocked_traffic]`): the traffic
+    /// types to load. The API takes one type per request; each type is its own unit and partition.
     #[serde(default = "default_traffic_types")]
     pub traffic_types: Vec<TrafficType>,
-    /// `domains` (optional, default: all domains in one query): query each of these domains
+    /// `domains` (optional, default all domains in one query): query each of these domains
     /// separately (the API's `domain` filter); each domain is its own unit.
     #[serde(default)]
     pub domains: Vec<String>,
-    /// `direction` (optional): `in` or `out` (the API's `direction` filter). Default: both.
+    /// `direction` (optional, default both): `in` or `out` (the API's `direction` filter).
     #[serde(default)]
     pub direction: Option<Direction>,
     /// `limit` (optional, 1..=10000, default 500): records per page (the API's `limit`).
@@ -149,9 +170,20 @@ pub struct MailTrackingConfig {
     pub limit: u32,
 }
 
-/// `type: cdn_logs`: the CDN delivery-log API. A listing (`GET /lls/v1.0/logs/delivery`, at
-/// most 24 hours per request, rate-limited) gives the 5-minute slots of a domain with signed,
-/// expiring URLs of `.log.gz` files, which are then downloaded.
+/// `type: cdn_logs`: the CDN delivery-log API: a listing (`GET /lls/v1.0/logs/delivery`) gives
+/// the 5-minute slots of a domain with signed, expiring URLs of `.log.gz` access-log files, which
+/// are then downloaded and decoded as they stream. A unit is one domain and UTC day.
+///
+/// API limits, planned within before any request:
+/// - a listing covers at most 24 hours: one listing request per domain and UTC day;
+/// - 100 listing requests per minute and 1000 per hour: every listing request of the run,
+///   retries and URL refreshes included, waits for both budgets (`rate_per_minute`,
+///   `rate_per_hour`), and a 429 holds them for its `Retry-After`;
+/// - slots are 5 minutes (`t` covers `[t, t+5min)`); only the slots of the unit's day are kept;
+/// - download URLs expire: one that has expired or is about to is never used, the day is
+///   listed again for fresh URLs (a bounded number of times per file);
+/// - downloads are not rate-limited (`download_concurrency` at once) and come only from the
+///   listing's host and `download_hosts`, without the listing's `headers`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -192,9 +224,18 @@ pub struct CdnLogsConfig {
     pub max_line_bytes: crate::ByteSize,
 }
 
-/// `type: audit_log`: the audit-log SOAP service. A unit's records come from an export job:
-/// `getDownload` creates it, `getDownloadStatus` is polled until it is `COMPLETED`, and the CSV is
-/// downloaded from the URL the status shows (valid 15 minutes).
+/// `type: audit_log`: the audit-log SOAP service: account operations, exported as CSV by
+/// asynchronous jobs. A unit is one UTC day: `getDownload` creates its job, `getDownloadStatus`
+/// is polled until the job is `COMPLETED`, and the CSV is downloaded from the URL the status shows.
+///
+/// API limits, planned within before any request:
+/// - `dateRange` is in local dates of the account's time zone (`utc_offset`): a UTC day is asked
+///   as the local dates that overlap it, and only the records of the UTC day are kept;
+/// - an export job runs on the server: it is polled with backoff (`poll_interval` to
+///   `poll_interval_max`) within `job_timeout`, and resumed, not created again, after a crash;
+/// - the download URL is valid 15 minutes: an expired one is replaced by polling again;
+/// - a `SYSTEM_ERROR` job is created again, at most `job_attempts` jobs per unit;
+/// - SOAP faults (HTTP 500) are not retried: the unit fails with the fault string.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -238,6 +279,7 @@ pub struct AuditLogConfig {
         deserialize_with = "crate::duration::deserialize_positive"
     )]
     pub poll_interval: std::time::Duration,
+    /// `poll_interval_max` (optional, default `30s`): the longest wait between two status polls.
     #[serde(
         default = "default_poll_interval_max",
         deserialize_with = "crate::duration::deserialize_positive"
@@ -255,8 +297,19 @@ pub struct AuditLogConfig {
     pub job_attempts: u32,
 }
 
-/// `type: webdav_logs`: a cell's WebDAV log store: `{url}__log/archive` (rotated files, 12
-/// generations, plain or zipped) and `{url}__log/current` (`default.log`), listed with PROPFIND.
+/// `type: webdav_logs`: a cell's WebDAV event log store: `{url}__log/archive` (rotated files)
+/// and `{url}__log/current` (`default.log`), listed with `PROPFIND` and read with `GET`. A unit
+/// is one archive file, or the current log.
+///
+/// API limits, planned within before any request:
+/// - units come from the listing (`PROPFIND`, `Depth: 1`), not from a time range: `--from` and
+///   `--to` do not select archives;
+/// - a rotated archive (`default.log.{epoch-ms}`, plain or `.zip` with one entry) never changes:
+///   it is loaded once;
+/// - `current/default.log` keeps growing: it is loaded on every run and its output replaced;
+/// - the store keeps 12 generations and deletes the oldest: archives that rotated away before
+///   they were loaded are reported as `LOST` and the run exits non-zero;
+/// - a zipped archive is inflated as it downloads, capped at `max_entry_bytes`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(
     deny_unknown_fields,

@@ -117,7 +117,9 @@ fn full_example_reads_every_key() {
             },
         ]
     );
-    let SinkConfig::Parquet(sink) = &cfg.sink;
+    let SinkConfig::Parquet(sink) = &cfg.sink else {
+        panic!("a parquet sink")
+    };
     assert_eq!(cfg.sink.kind(), "parquet");
     assert_eq!(
         sink,
@@ -176,7 +178,9 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(cfg.settle, Duration::from_secs(3600));
     assert_eq!(cfg.on_bad_record, BadRecordPolicy::Fail);
     assert!(cfg.transforms.is_empty());
-    let SinkConfig::Parquet(sink) = &cfg.sink;
+    let SinkConfig::Parquet(sink) = &cfg.sink else {
+        panic!("a parquet sink")
+    };
     assert_eq!(sink.compression_level, 1);
     assert_eq!(sink.row_group_rows, 262_144);
     assert_eq!(sink.max_file_size, ByteSize(512 << 20));
@@ -366,12 +370,16 @@ fn default_and_escape() {
         }
     })
     .unwrap();
-    let SinkConfig::Parquet(sink) = &cfg.sink;
+    let SinkConfig::Parquet(sink) = &cfg.sink else {
+        panic!("a parquet sink")
+    };
     assert_eq!(sink.url, "s3://bucket/etl/mail_delivery");
 
     let text = MINIMAL.replace("./data/mail", "./data/$${literal}");
     let cfg = load(&text).unwrap();
-    let SinkConfig::Parquet(sink) = &cfg.sink;
+    let SinkConfig::Parquet(sink) = &cfg.sink else {
+        panic!("a parquet sink")
+    };
     assert_eq!(sink.url, "./data/${literal}");
 }
 
@@ -406,7 +414,7 @@ fn type_must_come_first() {
     );
     assert_eq!(
         error(&minimal_with("").replace("sink:\n  type: parquet\n  url: ./data/mail\n", "sink: {}\n")),
-        "pipelines/mail.yaml:5:7: `sink` needs a `type` (one of: parquet)"
+        "pipelines/mail.yaml:5:7: `sink` needs a `type` (one of: parquet, jsonl)"
     );
 }
 
@@ -418,7 +426,7 @@ fn unknown_type_lists_the_known_ones() {
     );
     assert_eq!(
         error(&MINIMAL.replace("type: parquet", "type: csv")),
-        "pipelines/mail.yaml:6:9: sink.type: unknown sink type `csv`; known types: parquet"
+        "pipelines/mail.yaml:6:9: sink.type: unknown sink type `csv`; known types: parquet, jsonl"
     );
 }
 
@@ -460,6 +468,50 @@ fn numbers_out_of_range_point_at_the_value() {
 }
 
 #[test]
+fn jsonl_sink_writes_to_stdout_by_default_or_to_a_local_file() {
+    let with_sink = |sink: &str| MINIMAL.replace("sink:\n  type: parquet\n  url: ./data/mail\n", sink);
+    for (sink, url) in [
+        ("sink:\n  type: jsonl\n", None),
+        ("sink: {type: jsonl}\n", None),
+        ("sink:\n  type: jsonl\n  url: '-'\n", None),
+        ("sink:\n  type: jsonl\n  url: ./out.jsonl\n", Some("./out.jsonl")),
+        (
+            "sink:\n  type: jsonl\n  url: file:///tmp/out.jsonl\n",
+            Some("file:///tmp/out.jsonl"),
+        ),
+    ] {
+        let cfg = load(&with_sink(sink)).unwrap();
+        assert_eq!(cfg.sink.kind(), "jsonl");
+        assert_eq!(
+            cfg.sink,
+            SinkConfig::Jsonl(JsonlSinkConfig {
+                url: url.map(String::from)
+            }),
+            "{sink}"
+        );
+    }
+    assert_eq!(
+        error(&with_sink("sink:\n  type: jsonl\n  url: s3://bucket/x.jsonl\n")),
+        "pipelines/mail.yaml:7:8: sink.url: unsupported URL scheme `s3`; the jsonl sink writes to `-` (standard \
+         output), a local path or a file:// URL"
+    );
+    assert_eq!(
+        error(&with_sink("sink:\n  type: jsonl\n  url: file://\n")),
+        "pipelines/mail.yaml:7:8: sink.url: `file://` names no file"
+    );
+    assert_eq!(
+        error(&with_sink("sink:\n  type: jsonl\n  url: ''\n")),
+        "pipelines/mail.yaml:7:8: sink.url: must not be empty; expected `-` (standard output), a local path or a \
+         file:// URL"
+    );
+    // Parquet keys mean nothing here: a typo-like mistake is reported, not ignored.
+    assert_eq!(
+        error(&with_sink("sink:\n  type: jsonl\n  compression_level: 3\n")),
+        "pipelines/mail.yaml:7:3: unknown key `compression_level` in `sink` (jsonl); expected one of: url"
+    );
+}
+
+#[test]
 fn urls_are_checked() {
     let with_url = |url: &str| MINIMAL.replace("https://api.example.com/deliverylog", url);
     assert_eq!(
@@ -490,7 +542,9 @@ fn urls_are_checked() {
         "data",
     ] {
         let cfg = load(&with_sink(ok)).unwrap();
-        let SinkConfig::Parquet(sink) = cfg.sink;
+        let SinkConfig::Parquet(sink) = cfg.sink else {
+            panic!("a parquet sink")
+        };
         assert_eq!(sink.url, ok);
     }
 }
@@ -855,7 +909,9 @@ fn s3_connection_keys_are_read_and_secrets_must_be_references() {
         "  url: s3://logs/etl/mail\n  s3:\n    endpoint: http://127.0.0.1:9000\n    region: eu-west-1\n    access_key_id: AKIDEXAMPLE\n    secret_access_key: ${MAIL_DELIVERY_TOKEN}\n    allow_http: true\n    path_style: true\n",
     );
     let config = load(&text).unwrap();
-    let SinkConfig::Parquet(sink) = &config.sink;
+    let SinkConfig::Parquet(sink) = &config.sink else {
+        panic!("a parquet sink")
+    };
     assert_eq!(sink.url, "s3://logs/etl/mail");
     assert_eq!(sink.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
     assert_eq!(sink.s3.region.as_deref(), Some("eu-west-1"));
@@ -868,7 +924,9 @@ fn s3_connection_keys_are_read_and_secrets_must_be_references() {
     assert_eq!(sink.s3.secrets().len(), 1);
 
     // Nothing set: everything comes from the AWS_* environment later.
-    let SinkConfig::Parquet(plain) = &load(MINIMAL).unwrap().sink;
+    let SinkConfig::Parquet(plain) = &load(MINIMAL).unwrap().sink else {
+        panic!("a parquet sink")
+    };
     assert_eq!(plain.s3, S3Config::default());
 
     for literal in ["hunter2", "${MAIL_DELIVERY_TOKEN:-hunter2}"] {

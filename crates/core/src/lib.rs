@@ -29,8 +29,8 @@ pub use payload::{Payload, PayloadBody, PayloadMeta, PayloadSender};
 pub use runner::{Pipeline, RunOptions, RunReport, UnitOutcome, UnitStatus};
 pub use secret::Secret;
 pub use stage::{
-    CommitReport, DecodeContext, Decoder, FetchStats, Format, Plan, PlanRequest, Sink, Source, Transform, UnitSummary,
-    UnitWriter,
+    BudgetTime, CommitReport, Cost, DecodeContext, Decoder, FetchStats, Format, Plan, PlanRequest, Sink, Source,
+    Transform, UnitSummary, UnitWriter,
 };
 pub use state::{Checkpoint, Claim, Lease, MemoryState, StateStore, UnitRecord, Unshared};
 pub use unit::{Unit, Window};

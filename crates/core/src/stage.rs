@@ -47,6 +47,35 @@ pub struct FetchStats {
     pub payloads: u64,
 }
 
+/// What one unit costs in requests, as far as the API lets a plan know before running it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cost {
+    /// Requests the unit needs at least (retries not counted).
+    pub requests: u64,
+    /// Whether `requests` is exact; otherwise more follow (further pages, one per file listed).
+    pub exact: bool,
+    /// How the count arises (`one page per 10000 records`), for people.
+    pub how: String,
+}
+
+/// The time a rate budget makes a number of requests take, and the budget in words.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BudgetTime {
+    /// Which requests the budget applies to (`listing requests`).
+    pub requests: String,
+    /// Their count.
+    pub count: u64,
+    /// The least time the budget lets them take.
+    #[serde(serialize_with = "seconds")]
+    pub at_least: Duration,
+    /// The limits (`100 per 1 min and 1000 per 1 h`).
+    pub limits: String,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
 /// A vendor API: plans units within the API's rules and fetches them.
 pub trait Source: Send + Sync + 'static {
     /// The source type (`mail_delivery`), used in unit ids and messages.
@@ -65,6 +94,18 @@ pub trait Source: Send + Sync + 'static {
     /// runner compares it with the last committed unit of each stream: records between them
     /// can no longer be fetched, and the run reports that window as lost.
     fn retention_start(&self, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        None
+    }
+
+    /// What `unit` costs in requests, where the API makes that knowable before fetching
+    /// (`etl plan` shows it). `None`: nothing useful can be said.
+    fn cost(&self, _unit: &Unit) -> Option<Cost> {
+        None
+    }
+
+    /// For a source with a rate budget: how long the budget makes the requests of `units` take
+    /// at least. `None` for sources without one.
+    fn budget_time(&self, _units: &[Unit]) -> Option<BudgetTime> {
         None
     }
 

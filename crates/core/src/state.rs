@@ -48,6 +48,12 @@ pub trait StateStore: Send + Sync + 'static {
     /// Forgets the unit's checkpoint (after it committed, or when its job is gone).
     fn clear_checkpoint<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<(), StageError>>;
 
+    /// Forgets that `unit_id` is done (`etl state forget`), so that the next run fetches it
+    /// again. Its committed files stay visible until that run replaces them: the unit's file
+    /// names are fixed by its id, so the reload rewrites rather than adds. Returns whether there
+    /// was a record.
+    fn forget<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<bool, StageError>>;
+
     /// Takes the exclusive right to write `unit`, so that two workers running the same pipeline
     /// (a CronJob started twice, a retried pod) never write one unit at the same time. Waits
     /// while another live worker holds it; a holder that died is taken over. When the unit turns
@@ -174,5 +180,10 @@ impl StateStore for MemoryState {
     fn clear_checkpoint<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<(), StageError>> {
         self.checkpoints.lock().expect("state lock").remove(unit_id);
         Box::pin(async { Ok(()) })
+    }
+    fn forget<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<bool, StageError>> {
+        let had = self.records.lock().expect("state lock").remove(unit_id).is_some();
+        self.checkpoints.lock().expect("state lock").remove(unit_id);
+        Box::pin(async move { Ok(had) })
     }
 }

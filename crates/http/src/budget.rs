@@ -44,6 +44,18 @@ impl fmt::Display for RateLimit {
     }
 }
 
+/// Waits for any budget of the process, and their total in milliseconds: the run's summary and
+/// metrics report them.
+static WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static WAITED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times a request of this process waited for a rate budget (its own limits or a
+/// server's `Retry-After` hold), and how long those waits took together.
+pub fn rate_limit_waits() -> (u64, Duration) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (WAITS.load(Relaxed), Duration::from_millis(WAITED_MS.load(Relaxed)))
+}
+
 /// Added to every window: the server may see a request this much later than we sent it.
 const MARGIN: Duration = Duration::from_millis(500);
 
@@ -118,6 +130,7 @@ impl RateBudget {
             if !announced {
                 announced = true;
                 state.waits += 1;
+                WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(
                     budget = %self.name,
                     wait_ms = wait.as_millis() as u64,
@@ -126,6 +139,7 @@ impl RateBudget {
                 );
             }
             state.waited += wait;
+            WAITED_MS.fetch_add(wait.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
             // Holding the lock while sleeping keeps the queue fair and the log exact.
             tokio::time::sleep_until(ready_at).await;
         }

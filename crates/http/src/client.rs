@@ -91,6 +91,28 @@ impl fmt::Debug for Response {
     }
 }
 
+/// Responses by HTTP status, over every client of the process (API and download clients
+/// alike), for the metrics a scheduler scrapes after a run.
+static RESPONSES: std::sync::Mutex<std::collections::BTreeMap<u16, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+/// Attempts that got no response at all (connect error, timeout), over the process.
+static NO_RESPONSE: AtomicU64 = AtomicU64::new(0);
+
+/// Attempts since the process started: responses by HTTP status, and attempts that got none
+/// (connect errors, timeouts before the headers).
+pub fn responses_by_status() -> (std::collections::BTreeMap<u16, u64>, u64) {
+    let by_status = RESPONSES.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    (by_status, NO_RESPONSE.load(Ordering::Relaxed))
+}
+
+fn count_response(status: u16) {
+    *RESPONSES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(status)
+        .or_default() += 1;
+}
+
 /// Cumulative counters of a [`Client`] (and all its clones) since it was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -548,11 +570,13 @@ impl Client {
     ) -> Result<Head, AttemptError> {
         let redactor = &self.inner.redactor;
         let mut response = http.execute(request).await.map_err(|e| {
+            NO_RESPONSE.fetch_add(1, Ordering::Relaxed);
             AttemptError::Retryable(Failure::Transport {
                 message: describe(redactor, e),
             })
         })?;
         let status = response.status().as_u16();
+        count_response(status);
         let headers = response.headers().clone();
         if is_retryable_status(status) {
             // The body only feeds an excerpt: read a bounded prefix, and a broken one is no worse.

@@ -52,8 +52,8 @@ mod error;
 mod redact;
 mod retry;
 
-pub use budget::{BudgetStats, RateBudget, RateLimit, time_for};
-pub use client::{Client, HttpConfig, Response, Stats, Streaming};
+pub use budget::{BudgetStats, RateBudget, RateLimit, rate_limit_waits, time_for};
+pub use client::{Client, HttpConfig, Response, Stats, Streaming, responses_by_status};
 pub use error::{HttpError, MAX_BODY_EXCERPT, is_retryable_status};
 pub use redact::{MASK, MIN_LEARNED, Redactor, is_sensitive_param};
 

@@ -63,6 +63,7 @@
 
 mod claim;
 mod error;
+mod jsonl;
 mod layout;
 mod manifest;
 mod partition;
@@ -74,6 +75,7 @@ mod state;
 mod tests;
 
 pub use error::SinkError;
+pub use jsonl::{JsonlError, JsonlSink, JsonlTarget, utc_fixed_offset};
 pub use manifest::{Manifest, ManifestFile};
 pub use sink::{ParquetSink, ParquetSinkOptions, S3Options};
 pub use state::ObjectStoreState;

@@ -110,6 +110,20 @@ impl StateStore for ObjectStoreState {
         })
     }
 
+    fn forget<'a>(&'a self, unit_id: &'a str) -> BoxFuture<'a, Result<bool, StageError>> {
+        Box::pin(async move {
+            layout::check_unit_id(unit_id)?;
+            let state = layout::meta_object(&self.root, MetaKind::State, unit_id);
+            let had = get_json::<UnitRecord>(self.store.as_ref(), &state, "reading unit state")
+                .await?
+                .is_some();
+            delete_if_exists(self.store.as_ref(), &state, "deleting unit state").await?;
+            let checkpoint = layout::meta_object(&self.root, MetaKind::Checkpoints, unit_id);
+            delete_if_exists(self.store.as_ref(), &checkpoint, "deleting a unit checkpoint").await?;
+            Ok(had)
+        })
+    }
+
     fn claim<'a>(&'a self, unit: &'a Unit, since: DateTime<Utc>) -> BoxFuture<'a, Result<Claim, StageError>> {
         Box::pin(
             async move { Ok(claim::acquire(Arc::clone(&self.store), &self.root, &self.identity, unit, since).await?) },

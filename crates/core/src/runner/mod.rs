@@ -340,6 +340,8 @@ async fn run_unit(
             };
         }
     }
+    // For a progress display (target `etl::progress`): the unit's work is over, however it ended.
+    tracing::trace!(target: "etl::progress", unit = %unit.id, "unit done");
     outcome
 }
 
@@ -508,6 +510,7 @@ fn decode_payload(
     };
     match payload.body {
         PayloadBody::Bytes(bytes) => {
+            tracing::trace!(target: "etl::progress", unit = unit_id, bytes = bytes.len() as u64, "chunk");
             if let Err(e) = decoder.decode(&bytes, &mut out).and_then(|()| decoder.finish(&mut out)) {
                 return fail(e.into());
             }
@@ -521,6 +524,7 @@ fn decode_payload(
                     Ok(c) => c,
                     Err(e) => return fail(e),
                 };
+                tracing::trace!(target: "etl::progress", unit = unit_id, bytes = chunk.len() as u64, "chunk");
                 if let Err(e) = decoder.decode(&chunk, &mut out) {
                     return fail(e.into());
                 }
@@ -572,10 +576,12 @@ async fn collect(
                         continue;
                     }
                     collected.rows += batch.num_rows() as u64;
+                    tracing::trace!(target: "etl::progress", unit = %unit.id, rows = batch.num_rows() as u64, "batch");
                     writer.write(batch).await?;
                 }
             }
         }
+        tracing::trace!(target: "etl::progress", unit = %unit.id, "payload decoded");
         if !ended {
             return Err(StageError::internal(
                 "a decoder stopped before the end of its payload (see the log for a panic)",

@@ -27,7 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use etl_config::AuditLogConfig;
 use etl_core::{
-    Checkpoint, FetchStats, PayloadBody, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit,
+    Checkpoint, Cost, FetchStats, PayloadBody, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit,
     Window,
 };
 use etl_http::Client;
@@ -627,6 +627,14 @@ fn check_job_id(id: &str) -> Result<(), String> {
 impl Source for AuditLog {
     fn kind(&self) -> &'static str {
         "audit_log"
+    }
+
+    fn cost(&self, _unit: &Unit) -> Option<Cost> {
+        Some(Cost {
+            requests: 3,
+            exact: false,
+            how: "getDownload, then getDownloadStatus until COMPLETED, then the download".into(),
+        })
     }
 
     fn plan(&self, req: &PlanRequest) -> Result<Plan, StageError> {

@@ -36,7 +36,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use etl_config::CdnLogsConfig;
 use etl_core::{
-    FetchStats, PayloadBody, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window,
+    BudgetTime, Cost, FetchStats, PayloadBody, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit,
+    Window,
 };
 use etl_http::{Client, RateBudget, RateLimit};
 use futures::future::BoxFuture;
@@ -493,6 +494,25 @@ fn vendor_error(client: &Client, url: String, domain: &str, resp: &etl_http::Res
 impl Source for CdnLogs {
     fn kind(&self) -> &'static str {
         "cdn_logs"
+    }
+
+    fn cost(&self, _unit: &Unit) -> Option<Cost> {
+        Some(Cost {
+            requests: 1,
+            exact: false,
+            how: "one listing, then one download per log file listed".into(),
+        })
+    }
+
+    fn budget_time(&self, units: &[Unit]) -> Option<BudgetTime> {
+        let budget = self.shared.listing.budget()?;
+        let count = units.len() as u64;
+        Some(BudgetTime {
+            requests: "listing requests".into(),
+            count,
+            at_least: budget.time_for(count),
+            limits: budget.describe_limits(),
+        })
     }
 
     fn plan(&self, req: &PlanRequest) -> Result<Plan, StageError> {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use etl_config::MailDeliveryConfig;
-use etl_core::{FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
+use etl_core::{Cost, FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
 use etl_http::{Client, RateBudget};
 use futures::future::BoxFuture;
 
@@ -214,6 +214,14 @@ fn vendor_error(url: &str, resp: &etl_http::Response, redactor: &etl_http::Redac
 impl Source for MailDelivery {
     fn kind(&self) -> &'static str {
         "mail_delivery"
+    }
+
+    fn cost(&self, _unit: &Unit) -> Option<Cost> {
+        Some(Cost {
+            requests: 1,
+            exact: false,
+            how: format!("one page per {} records, MaxItems", self.cfg.max_items),
+        })
     }
 
     fn plan(&self, req: &PlanRequest) -> Result<Plan, StageError> {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use etl_config::{MailTrackingConfig, TrafficType};
-use etl_core::{FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
+use etl_core::{Cost, FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
 use etl_http::{Client, RateBudget};
 use futures::future::BoxFuture;
 
@@ -235,6 +235,14 @@ impl MailTracking {
 impl Source for MailTracking {
     fn kind(&self) -> &'static str {
         "mail_tracking"
+    }
+
+    fn cost(&self, _unit: &Unit) -> Option<Cost> {
+        Some(Cost {
+            requests: 1,
+            exact: false,
+            how: format!("one page per {} records, limit", self.cfg.limit),
+        })
     }
 
     fn plan(&self, req: &PlanRequest) -> Result<Plan, StageError> {

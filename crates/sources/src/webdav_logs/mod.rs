@@ -31,7 +31,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use etl_config::WebdavLogsConfig;
 use etl_core::{
-    FetchStats, PayloadBody, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, UnitRecord,
+    Cost, FetchStats, PayloadBody, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, UnitRecord,
     Window,
 };
 use etl_http::Client;
@@ -541,6 +541,14 @@ fn parse_creationdate(s: &str) -> Option<DateTime<Utc>> {
 impl Source for WebdavLogs {
     fn kind(&self) -> &'static str {
         "webdav_logs"
+    }
+
+    fn cost(&self, _unit: &Unit) -> Option<Cost> {
+        Some(Cost {
+            requests: 1,
+            exact: true,
+            how: "one GET of the log file".into(),
+        })
     }
 
     /// Without a listing there is nothing to plan: `discover` lists the store.
