@@ -31,7 +31,10 @@ mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
-const EXIT_CODES: &str = "\
+/// The exit codes as `--help` shows them (a macro, so that `concat!` can reuse the text).
+macro_rules! exit_codes {
+    () => {
+        "\
 Exit codes:
   0    every unit done
   1    unexpected internal error
@@ -39,7 +42,19 @@ Exit codes:
   3    some unit failed for a reason a later run can overcome (network, 5xx, 429 after retries); other units committed
   4    some unit failed permanently (authentication, request rejected by the vendor, bad record under
        on_bad_record: fail), or a window was lost to the API's retention (see the LOST: line)
-  130  interrupted by SIGINT/SIGTERM; committed units stay committed, the rest is redone by the next run";
+  130  interrupted by SIGINT/SIGTERM; committed units stay committed, the rest is redone by the next run"
+    };
+}
+
+const EXIT_CODES: &str = exit_codes!();
+
+const RUN_HELP: &str = concat!(
+    "Example:\n",
+    "  etl run pipelines/mail.yaml\n",
+    "  etl run pipelines/cdn.yaml --from 2025-09-01 --to 2025-09-08 --summary-json summary.json\n",
+    "  etl run pipelines/mail.yaml --log-format json --metrics-file /var/lib/node_exporter/etl_mail.prom\n\n",
+    exit_codes!()
+);
 
 const PREVIEW_HELP: &str = "\
 Example:
@@ -67,7 +82,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a pipeline: fetch every unit of the range not done yet and commit it to the sink.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = RUN_HELP)]
     Run {
         /// The pipeline file (YAML).
         file: PathBuf,
@@ -113,6 +128,9 @@ enum Command {
     },
     /// Check pipeline files without touching the network: syntax, keys, environment variables,
     /// values, and that every transform's columns exist.
+    #[command(
+        after_help = "Example:\n  etl validate pipelines/*.yaml\n\nExit codes: 0 every file is valid, 2 some file is not (each problem is printed with file:line:column)."
+    )]
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,

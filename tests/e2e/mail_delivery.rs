@@ -136,7 +136,9 @@ fn start_and_wait_for_write(sim: &Sim, out: &Path, from: &str, to: &str) -> std:
     env.push(("MAIL_DELIVERY_MAX_ITEMS".into(), "200".into()));
     let pipeline = repo_path("pipelines/mail.yaml");
     let mut cmd = etl_command(&["run", pipeline.to_str().unwrap(), "--from", from, "--to", to], &env);
-    let mut child = cmd.stderr(std::process::Stdio::null()).spawn().unwrap();
+    // The log goes beside the dataset, for tests that read what the run said.
+    let log = std::fs::File::create(out.join("etl.log")).unwrap();
+    let mut child = cmd.stderr(log).spawn().unwrap();
     let intents = out.join("mail_delivery/_etl/intents");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -171,20 +173,37 @@ fn killed_mid_unit_then_rerun_equals_a_clean_run() {
 
 #[test]
 fn sigterm_stops_cleanly_and_the_next_run_finishes() {
-    let sim = Sim::start(&["--seed", "9", "--mail-rows-per-day", "6000"]);
+    interrupted_then_rerun("-TERM", "9");
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_next_run_finishes() {
+    interrupted_then_rerun("-INT", "10");
+}
+
+/// Sends `signal` to a run in the middle of a unit: the run says what it committed and what
+/// the next run redoes, exits 130, leaves nothing partial, and a rerun gives the exact dataset.
+fn interrupted_then_rerun(signal: &str, seed: &str) {
+    let sim = Sim::start(&["--seed", seed, "--mail-rows-per-day", "6000"]);
     let out = tempfile::tempdir().unwrap();
     let (days, from, to) = three_days();
     let child = start_and_wait_for_write(&sim, out.path(), &from, &to);
     let pid = child.id().to_string();
     assert!(
         std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
             .unwrap()
             .success()
     );
     let res = child.wait_with_output().unwrap();
     assert_eq!(res.status.code(), Some(130), "an interrupted run exits non-zero");
+    let stderr = std::fs::read_to_string(out.path().join("etl.log")).unwrap();
+    assert!(stderr.contains("received: stopping"), "{stderr}");
+    assert!(
+        stderr.contains(" interrupted "),
+        "the summary names the interrupted units:\n{stderr}"
+    );
     let dataset = out.path().join("mail_delivery");
     // Nothing partial is visible and no unfinished unit is marked done.
     assert_no_stray_files(&dataset);

@@ -286,3 +286,35 @@ fn on_a_terminal_the_run_shows_progress_bars() {
     assert!(screen.contains(&format!("mail_delivery-{}", days_ago(2))), "{screen}");
     assert!(screen.contains("records/s"), "{screen}");
 }
+
+#[test]
+fn every_subcommand_help_has_an_example_and_run_lists_the_exit_codes() {
+    let commands: [&[&str]; 10] = [
+        &["run"],
+        &["plan"],
+        &["validate"],
+        &["preview"],
+        &["state"],
+        &["state", "x.yaml", "list"],
+        &["state", "x.yaml", "forget"],
+        &["sources"],
+        &["schema"],
+        &["sim"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let out = etl(&args, &[]);
+        assert_eq!(out.status.code(), Some(0), "etl {}", args.join(" "));
+        let help = stdout(&out);
+        assert!(
+            help.contains("Example:\n  etl "),
+            "etl {} has no example:\n{help}",
+            args.join(" ")
+        );
+    }
+    let help = stdout(&etl(&["run", "--help"], &[]));
+    for code in ["  0 ", "  2 ", "  3 ", "  4 ", "  130 "] {
+        assert!(help.contains(code), "exit code {code} missing:\n{help}");
+    }
+}

@@ -808,8 +808,9 @@ async fn a_claimed_unit_waits_and_is_not_written_twice(fx: Fixture) {
         report,
     };
     worker_a.state_store().mark_done(&record).await.unwrap();
+    // No check that the claim object is gone here: B, polling, may create its own at once
+    // (then finds the state and gives it up, checked below).
     lease.release().await;
-    assert!(!fx.exists("_etl/claims/u.json").await, "released");
 
     // B then learns that the unit is committed and writes nothing.
     match waiting.await.unwrap().unwrap() {
