@@ -5,6 +5,7 @@ mod audit;
 mod catalog;
 mod cdn;
 mod config;
+mod deploy;
 mod faults;
 mod hostile;
 mod mail_delivery;
