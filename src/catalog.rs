@@ -54,7 +54,7 @@ pub fn schema(kind: &str, json: bool) -> u8 {
 
 /// Writes `text` to stdout. A closed pipe (`etl sources | head`) is the reader's choice, not an
 /// error.
-fn print(text: &str) -> u8 {
+pub(crate) fn print(text: &str) -> u8 {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => exit::OK,

@@ -326,6 +326,27 @@ fn code_for(class: ErrorClass) -> u8 {
     }
 }
 
+/// The first step of `run`, `plan` and `preview`: the pipeline built by `prepare` and the plan
+/// request of the range; on error, the message is printed and the exit code returned.
+fn load(
+    file: &std::path::Path,
+    from: Option<&str>,
+    to: Option<&str>,
+    prepare: fn(&std::path::Path) -> anyhow::Result<registry::Prepared>,
+) -> Result<(registry::Prepared, PlanRequest), u8> {
+    let now = Utc::now();
+    let prepared = prepare(file).map_err(|e| {
+        eprintln!("{e:#}");
+        exit::USAGE
+    })?;
+    let (from, to) = resolve_range(&prepared, from, to, now).map_err(|e| {
+        eprintln!("error: {e:#}");
+        exit::USAGE
+    })?;
+    let settle = prepared.config.settle;
+    Ok((prepared, PlanRequest { from, to, now, settle }))
+}
+
 /// `--from`/`--to` of `run`, `plan` and `preview`, with the pipeline's `start` and now as
 /// defaults.
 fn resolve_range(
@@ -347,33 +368,11 @@ fn resolve_range(
 }
 
 async fn run(file: PathBuf, from: Option<String>, to: Option<String>, outputs: Outputs) -> u8 {
-    let now = Utc::now();
-    let prepared = match registry::prepare(&file) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return exit::USAGE;
-        }
+    let (prepared, req) = match load(&file, from.as_deref(), to.as_deref(), registry::prepare) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
-    let (from, to) = match resolve_range(&prepared, from.as_deref(), to.as_deref(), now) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return exit::USAGE;
-        }
-    };
-    match execute(
-        prepared,
-        PlanRequest {
-            from,
-            to,
-            now,
-            settle: Default::default(),
-        },
-        &outputs,
-    )
-    .await
-    {
+    match execute(prepared, req, &outputs).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -382,9 +381,8 @@ async fn run(file: PathBuf, from: Option<String>, to: Option<String>, outputs: O
     }
 }
 
-async fn execute(prepared: registry::Prepared, mut req: PlanRequest, outputs: &Outputs) -> anyhow::Result<u8> {
+async fn execute(prepared: registry::Prepared, req: PlanRequest, outputs: &Outputs) -> anyhow::Result<u8> {
     let cfg = &prepared.config;
-    req.settle = cfg.settle;
     let pipeline = Arc::clone(&prepared.pipeline);
     let done = pipeline
         .state

@@ -10,7 +10,6 @@
 //! whose units are files on the server (WebDAV) has to list them, which is said.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use etl_core::{BudgetTime, Cost, ErrorClass, PlanRequest, Unit, UnitRecord};
@@ -79,27 +78,16 @@ fn status(unit: &Unit, done: &BTreeMap<String, UnitRecord>) -> &'static str {
 
 /// Runs `etl plan`; returns the exit code.
 pub async fn plan(args: Args) -> u8 {
-    let now = Utc::now();
-    let prepared = match registry::prepare_inspect(&args.file) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return exit::USAGE;
-        }
+    let (prepared, req) = match crate::load(
+        &args.file,
+        args.from.as_deref(),
+        args.to.as_deref(),
+        registry::prepare_inspect,
+    ) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
-    let (from, to) = match crate::resolve_range(&prepared, args.from.as_deref(), args.to.as_deref(), now) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return exit::USAGE;
-        }
-    };
-    let req = PlanRequest {
-        from,
-        to,
-        now,
-        settle: prepared.config.settle,
-    };
+    let now = req.now;
     let cfg = &prepared.config;
     let pipeline = &prepared.pipeline;
     let done = match pipeline.state.load().await {
@@ -169,15 +157,7 @@ pub async fn plan(args: Args) -> u8 {
     } else {
         render(&prepared, &req, &rows, budget.as_ref(), &plan.notes, &lost, listed)
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => exit::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
-        Err(e) => {
-            eprintln!("error: writing the plan: {e}");
-            exit::INTERNAL
-        }
-    }
+    crate::catalog::print(&text)
 }
 
 fn render(

@@ -37,27 +37,16 @@ pub struct Args {
 
 /// Runs the preview; returns the exit code, with the classes of `etl run`.
 pub async fn preview(args: Args) -> u8 {
-    let now = Utc::now();
-    let prepared = match registry::prepare_preview(&args.file) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return exit::USAGE;
-        }
+    let (prepared, req) = match crate::load(
+        &args.file,
+        args.from.as_deref(),
+        args.to.as_deref(),
+        registry::prepare_preview,
+    ) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
-    let (from, to) = match crate::resolve_range(&prepared, args.from.as_deref(), args.to.as_deref(), now) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return exit::USAGE;
-        }
-    };
-    let req = PlanRequest {
-        from,
-        to,
-        now,
-        settle: prepared.config.settle,
-    };
+    let (from, to) = (req.from, req.to);
     let Some((unit, planned)) = (match first_unit(&prepared, &req).await {
         Ok(u) => u,
         Err(code) => return code,

@@ -6,8 +6,6 @@
 //! until the next run rewrites them under the same names (names come from the unit id), so
 //! the dataset never holds the day twice and never lacks it in between.
 
-use std::io::Write;
-
 use chrono::{DateTime, Utc};
 use etl_core::UnitRecord;
 
@@ -60,7 +58,7 @@ pub async fn state(file: &std::path::Path, action: Action) -> u8 {
         }
     };
     match action {
-        Action::List { json } => print(&list(&records, json)),
+        Action::List { json } => crate::catalog::print(&list(&records, json)),
         Action::Forget { units, from, to } => {
             let chosen: Vec<&UnitRecord> = if units.is_empty() {
                 let (Some(from), Some(to)) = (from, to) else {
@@ -169,16 +167,4 @@ fn list(records: &std::collections::BTreeMap<String, UnitRecord>, json: bool) ->
         );
     }
     s
-}
-
-fn print(text: &str) -> u8 {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => exit::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
-        Err(e) => {
-            eprintln!("error: writing the state: {e}");
-            exit::INTERNAL
-        }
-    }
 }
