@@ -259,10 +259,21 @@ fn a_truncated_first_download_is_resumed_and_the_data_is_exact() {
 
 #[test]
 fn expired_urls_are_refreshed_by_listing_again() {
-    let sim = Sim::start(&["--seed", "14", "--cdn-lines-per-slot", "20", "--cdn-url-ttl", "1"]);
+    // URLs live 1 to 2 s (`expire` is in whole seconds). Each download takes at least 10 ms and a
+    // day has about 400 files, fetched one at a time, so every day outlives its first URLs however
+    // fast the machine is.
+    let sim = Sim::start(&[
+        "--seed",
+        "14",
+        "--cdn-lines-per-slot",
+        "20",
+        "--cdn-url-ttl",
+        "1",
+        "--cdn-download-delay-ms",
+        "10",
+    ]);
     let out = tempfile::tempdir().unwrap();
     let (days, from, to) = two_days();
-    // One download at a time, so the day outlives its URLs.
     let res = run_cdn(&sim, out.path(), &from, &to, &[("CDN_LOGS_DOWNLOAD_CONCURRENCY", "1")]);
     assert_eq!(res.status.code(), Some(0));
     assert_matches_truth(&sim, out.path(), &days);

@@ -59,6 +59,9 @@
 //! - `--cdn-truncate-first`: the first `GET` of every file that has records (the first that draws no
 //!   injected fault) is answered short (see the short answer below); every later `GET` of that file is
 //!   complete. Header-only files are never cut this way.
+//! - `--cdn-download-delay-ms N`: every download request waits N ms before it is checked and answered,
+//!   as a slow file server would. A test uses it to make a day outlive its URLs whatever the machine's
+//!   speed.
 //!
 //! # Files
 //! Each (domain, slot) has 0 to 3 files (about 15 % of slots none), named `{yyyyMMddHHmm}00.log.gz`,
@@ -962,6 +965,8 @@ pub(crate) struct CdnConfig {
     pub(crate) lines_per_slot: u32,
     pub(crate) publish_delay_secs: u64,
     pub(crate) truncate_first: bool,
+    /// How long every download waits before it is answered (`--cdn-download-delay-ms`).
+    pub(crate) download_delay: std::time::Duration,
 }
 
 impl CdnConfig {
@@ -1408,6 +1413,9 @@ async fn handle_download(State(api): State<Arc<CdnLogs>>, method: Method, header
     let stats = &api.shared.stats.cdn_logs;
     stats.requests.fetch_add(1, Ordering::Relaxed);
     counters.requests.fetch_add(1, Ordering::Relaxed);
+    if !api.config.download_delay.is_zero() {
+        tokio::time::sleep(api.config.download_delay).await;
+    }
     if method != Method::GET && method != Method::HEAD {
         return xml_error(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -232,6 +232,9 @@ pub struct SimArgs {
     /// answer the first download of every CDN file that has records with a short 200 body
     #[arg(long)]
     pub cdn_truncate_first: bool,
+    /// milliseconds the simulator waits before answering each CDN download (a slow file server)
+    #[arg(long, default_value_t = 0)]
+    pub cdn_download_delay_ms: u64,
     /// the cell whose WebDAV log store is served at `/{cell}/__log/` (the cell URL is `http://127.0.0.1:PORT/{cell}/`)
     #[arg(long, default_value = "sim-cell")]
     pub webdav_cell: String,
@@ -298,6 +301,7 @@ impl SimArgs {
             lines_per_slot: self.cdn_lines_per_slot,
             publish_delay_secs: self.cdn_publish_delay,
             truncate_first: self.cdn_truncate_first,
+            download_delay: std::time::Duration::from_millis(self.cdn_download_delay_ms),
         }
     }
 }

@@ -239,6 +239,7 @@ fn the_flags_parse_with_their_documented_defaults() {
         (d.cdn_lines_per_slot, d.cdn_publish_delay, d.cdn_truncate_first),
         (40, 120, false)
     );
+    assert_eq!(d.cdn_download_delay_ms, 0);
     let c = Cli::parse_from([
         "etl-sim",
         "--cdn-domains",
@@ -254,8 +255,11 @@ fn the_flags_parse_with_their_documented_defaults() {
         "--cdn-publish-delay",
         "0",
         "--cdn-truncate-first",
+        "--cdn-download-delay-ms",
+        "10",
     ])
     .sim;
+    assert_eq!(c.cdn_download_delay_ms, 10);
     assert_eq!(c.cdn_domains, ["a.example", "b.example", "c.example"]);
     assert_eq!((c.cdn_url_ttl, c.cdn_rate_per_minute, c.cdn_rate_per_hour), (1, 5, 7));
     assert_eq!(
@@ -635,6 +639,29 @@ async fn urls_expire_and_a_fresh_listing_mints_new_ones() {
     assert_ne!(fresh, url);
     assert_eq!(cdn.get(&fresh, None).await.status, 200);
     assert_eq!(cdn.requests().await["downloads"]["expired"], 1);
+}
+
+#[tokio::test]
+async fn the_download_delay_holds_every_answer_back() {
+    let cdn = Cdn::start(SimArgs {
+        cdn_download_delay_ms: 300,
+        ..args(2, 10)
+    })
+    .await;
+    let v = cdn.listing(&format!("domain={LIVE}&{}", whole_day(ago(1)))).await;
+    let url = slots(&v[0])
+        .into_iter()
+        .flat_map(|(_, f)| f)
+        .next()
+        .expect("a file")
+        .url;
+    let started = std::time::Instant::now();
+    assert_eq!(cdn.get(&url, None).await.status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -36,6 +36,7 @@ pub(crate) fn args(seed: u64, rows: u32) -> SimArgs {
         cdn_lines_per_slot: 40,
         cdn_publish_delay: 120,
         cdn_truncate_first: false,
+        cdn_download_delay_ms: 0,
         webdav_cell: "sim-cell".to_string(),
         webdav_token: webdav::TOKEN.to_string(),
         webdav_rows_per_file: rows,
