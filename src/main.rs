@@ -8,6 +8,7 @@ mod preview;
 mod progress;
 mod registry;
 mod report;
+mod select;
 mod state_cmd;
 mod summary;
 
@@ -100,6 +101,8 @@ enum Command {
         /// collector): records, bytes, requests by status, retries, unit outcomes, last success.
         #[arg(long, value_name = "FILE")]
         metrics_file: Option<PathBuf>,
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// Show the units a run would process (done, provisional, to run), the requests they need,
     /// the time the rate budget makes them take, and every clamp applied: sends no data request.
@@ -116,6 +119,13 @@ enum Command {
         /// One JSON object per unit and line on stdout (notes go to stderr), for orchestrators.
         #[arg(long)]
         json: bool,
+        /// Only the units shard I of N would run (as `etl run --shard`).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<etl_core::Shard>,
+        /// As `etl run --rate-share`: the budget time and the shard assignment with 1/K of each
+        /// rate limit.
+        #[arg(long, value_name = "1/K", value_parser = select::parse_rate_share)]
+        rate_share: Option<u32>,
     },
     /// Inspect and reset what is done: list the committed units, or forget some so that the
     /// next run loads them again.
@@ -178,6 +188,34 @@ enum Command {
     Sim(Box<etl_sim::SimArgs>),
 }
 
+/// Which units of the plan a worker runs (`etl run`); see `select.rs`.
+#[derive(clap::Args, Debug, Default)]
+struct SelectArgs {
+    /// Run only this unit (repeatable), an id as `etl plan` prints it, for orchestrators that
+    /// fan a plan out; the exit code is the unit's. The range must cover its window.
+    #[arg(long = "unit", value_name = "ID", conflicts_with = "shard")]
+    units: Vec<String>,
+    /// Run only the units of shard I of N (0 <= I < N, as JOB_COMPLETION_INDEX). Units are
+    /// assigned by the rate budget they draw on (one budget, one shard), else by unit id, with
+    /// rendezvous hashing: every worker computes the same assignment alone.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<etl_core::Shard>,
+    /// Take 1/K of each rate limit of the source, so that K workers together stay under it
+    /// (a backfill of one account over K workers); units are then assigned by id.
+    #[arg(long, value_name = "1/K", value_parser = select::parse_rate_share)]
+    rate_share: Option<u32>,
+}
+
+impl SelectArgs {
+    fn selection(self) -> select::Selection {
+        select::Selection {
+            units: self.units,
+            shard: self.shard,
+            rate_share: self.rate_share,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum StateAction {
     /// List the units done (and provisional ones committed so far).
@@ -215,6 +253,7 @@ fn main() -> ExitCode {
             to,
             summary_json,
             metrics_file,
+            select,
         } => runtime().block_on(run(
             file,
             from,
@@ -223,8 +262,26 @@ fn main() -> ExitCode {
                 summary_json,
                 metrics_file,
             },
+            select.selection(),
         )),
-        Command::Plan { file, from, to, json } => runtime().block_on(plan::plan(plan::Args { file, from, to, json })),
+        Command::Plan {
+            file,
+            from,
+            to,
+            json,
+            shard,
+            rate_share,
+        } => runtime().block_on(plan::plan(plan::Args {
+            file,
+            from,
+            to,
+            json,
+            select: select::Selection {
+                units: Vec::new(),
+                shard,
+                rate_share,
+            },
+        })),
         Command::State { file, action } => {
             let action = match action {
                 StateAction::List { json } => state_cmd::Action::List { json },
@@ -332,7 +389,7 @@ fn load(
     file: &std::path::Path,
     from: Option<&str>,
     to: Option<&str>,
-    prepare: fn(&std::path::Path) -> anyhow::Result<registry::Prepared>,
+    prepare: impl FnOnce(&std::path::Path) -> anyhow::Result<registry::Prepared>,
 ) -> Result<(registry::Prepared, PlanRequest), u8> {
     let now = Utc::now();
     let prepared = prepare(file).map_err(|e| {
@@ -367,12 +424,23 @@ fn resolve_range(
     Ok((from, to))
 }
 
-async fn run(file: PathBuf, from: Option<String>, to: Option<String>, outputs: Outputs) -> u8 {
-    let (prepared, req) = match load(&file, from.as_deref(), to.as_deref(), registry::prepare) {
+async fn run(
+    file: PathBuf,
+    from: Option<String>,
+    to: Option<String>,
+    outputs: Outputs,
+    select: select::Selection,
+) -> u8 {
+    if let Err(e) = select.check() {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
+    let prepare = |f: &std::path::Path| registry::prepare(f, select.rate_share);
+    let (prepared, req) = match load(&file, from.as_deref(), to.as_deref(), prepare) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    match execute(prepared, req, &outputs).await {
+    match execute(prepared, req, &outputs, &select).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -381,7 +449,12 @@ async fn run(file: PathBuf, from: Option<String>, to: Option<String>, outputs: O
     }
 }
 
-async fn execute(prepared: registry::Prepared, req: PlanRequest, outputs: &Outputs) -> anyhow::Result<u8> {
+async fn execute(
+    prepared: registry::Prepared,
+    req: PlanRequest,
+    outputs: &Outputs,
+    select: &select::Selection,
+) -> anyhow::Result<u8> {
     let cfg = &prepared.config;
     let pipeline = Arc::clone(&prepared.pipeline);
     let done = pipeline
@@ -415,14 +488,38 @@ async fn execute(prepared: registry::Prepared, req: PlanRequest, outputs: &Outpu
     for note in &plan.notes {
         tracing::warn!(pipeline = %cfg.name, "{note}");
     }
-    let mut lost = lost_windows(pipeline.source.as_ref(), &plan.units, &done, req.now);
-    lost.extend(plan.lost.iter().map(|l| format!("LOST: {l}")));
+    // Each lost stream is reported by one worker (all of the plan's streams are looked at,
+    // not only this worker's units').
+    let reported: Vec<etl_core::Unit> = plan
+        .units
+        .iter()
+        .filter(|u| select.reports_lost(u.stream()))
+        .cloned()
+        .collect();
+    let mut lost = lost_windows(pipeline.source.as_ref(), &reported, &done, req.now);
+    if select.reports_lost(pipeline.source.kind()) {
+        lost.extend(plan.lost.iter().map(|l| format!("LOST: {l}")));
+    }
     for l in &lost {
         tracing::error!(pipeline = %cfg.name, "{l}");
     }
-    let planned = plan.units.len();
-    let units: Vec<_> = plan
-        .units
+    // A `--unit` run's exit code is its unit's: the loss is reported, by `etl plan` too.
+    if !select.units.is_empty() {
+        lost.clear();
+    }
+    let all = plan.units.len();
+    let mine = match select.apply(pipeline.source.as_ref(), plan.units) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {}: {e}", cfg.path.display());
+            return Ok(exit::USAGE);
+        }
+    };
+    if let Some(shard) = select.shard {
+        tracing::info!(pipeline = %cfg.name, %shard, units = mine.len(), of = all, "shard");
+    }
+    let planned = mine.len();
+    let units: Vec<_> = mine
         .into_iter()
         .filter(|u| !done.get(&u.id).is_some_and(|r| r.is_final()))
         .collect();

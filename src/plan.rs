@@ -43,6 +43,8 @@ pub struct Args {
     pub from: Option<String>,
     pub to: Option<String>,
     pub json: bool,
+    /// `--shard` and `--rate-share`, as `etl run` takes them.
+    pub select: crate::select::Selection,
 }
 
 /// One unit of the plan, as `--json` prints it (one object per line).
@@ -56,6 +58,11 @@ struct PlannedUnit<'a> {
     window_start: String,
     window_end: String,
     partitions: BTreeMap<&'a str, &'a str>,
+    /// The rate budget the unit draws on (`null` where the API limits no rate): units with
+    /// the same budget belong in one worker, or need `--rate-share`.
+    budget: Option<String>,
+    /// The key `etl run --shard` assigns the unit by: the budget, or the unit id.
+    shard_key: String,
     /// When it was committed, for `done` units and provisional ones committed before.
     #[serde(skip_serializing_if = "Option::is_none")]
     committed_at: Option<String>,
@@ -78,12 +85,14 @@ fn status(unit: &Unit, done: &BTreeMap<String, UnitRecord>) -> &'static str {
 
 /// Runs `etl plan`; returns the exit code.
 pub async fn plan(args: Args) -> u8 {
-    let (prepared, req) = match crate::load(
-        &args.file,
-        args.from.as_deref(),
-        args.to.as_deref(),
-        registry::prepare_inspect,
-    ) {
+    if let Err(e) = args.select.check() {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
+    let rate_share = args.select.rate_share;
+    let (prepared, req) = match crate::load(&args.file, args.from.as_deref(), args.to.as_deref(), |f| {
+        registry::prepare_inspect(f, rate_share)
+    }) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -119,8 +128,12 @@ pub async fn plan(args: Args) -> u8 {
     let mut lost = lost_windows(pipeline.source.as_ref(), &plan.units, &done, now);
     lost.extend(plan.lost.iter().map(|l| format!("LOST: {l}")));
     let source = pipeline.source.as_ref();
-    let rows: Vec<PlannedUnit<'_>> = plan
-        .units
+    let all = plan.units.len();
+    let units = args
+        .select
+        .apply(source, plan.units)
+        .expect("a shard selection never fails");
+    let rows: Vec<PlannedUnit<'_>> = units
         .iter()
         .map(|u| {
             let status = status(u, &done);
@@ -133,18 +146,18 @@ pub async fn plan(args: Args) -> u8 {
                 window_start: rfc3339(u.window.start),
                 window_end: rfc3339(u.window.end),
                 partitions: u.partitions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+                budget: source.budget_key(u),
+                shard_key: args.select.shard_key(source, u),
                 committed_at: done.get(&u.id).map(|r| rfc3339(r.committed_at)),
                 requests: (status != "done").then(|| source.cost(u)).flatten(),
             }
         })
         .collect();
-    let to_run: Vec<Unit> = plan
-        .units
-        .iter()
-        .filter(|u| status(u, &done) != "done")
-        .cloned()
-        .collect();
+    let to_run: Vec<Unit> = units.iter().filter(|u| status(u, &done) != "done").cloned().collect();
     let budget = source.budget_time(&to_run);
+    if let Some(shard) = args.select.shard {
+        eprintln!("shard {shard}: {} of the plan's {all} unit(s)", units.len());
+    }
     let text = if args.json {
         let mut s = String::new();
         for r in &rows {

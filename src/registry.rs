@@ -18,16 +18,17 @@ pub struct Prepared {
 }
 
 /// Loads and validates a pipeline file, builds its stages, and checks the transforms against
-/// the source's schema. Opens nothing on the network.
-pub fn prepare(file: &Path) -> anyhow::Result<Prepared> {
-    build(file, Mode::Run)
+/// the source's schema. Opens nothing on the network. `rate_share` K (`--rate-share 1/K`)
+/// gives the source 1/K of each of its rate limits.
+pub fn prepare(file: &Path, rate_share: Option<u32>) -> anyhow::Result<Prepared> {
+    build(file, Mode::Run, rate_share)
 }
 
 /// For `etl plan` and `etl state`: the pipeline with the configured sink's state, but a local
 /// dataset that does not exist yet is not created (its state is empty), so that looking
-/// writes nothing.
-pub fn prepare_inspect(file: &Path) -> anyhow::Result<Prepared> {
-    build(file, Mode::Inspect)
+/// writes nothing. `rate_share` as for [`prepare`] (`etl plan --rate-share`).
+pub fn prepare_inspect(file: &Path, rate_share: Option<u32>) -> anyhow::Result<Prepared> {
+    build(file, Mode::Inspect, rate_share)
 }
 
 /// What the pipeline is built for.
@@ -55,11 +56,24 @@ fn local_dir(url: &str) -> Option<std::path::PathBuf> {
 /// never opened (a Parquet sink would create its directory): the sink is JSON lines on standard
 /// output and the state is in memory, so a preview writes nothing and reads no state.
 pub fn prepare_preview(file: &Path) -> anyhow::Result<Prepared> {
-    build(file, Mode::Preview)
+    build(file, Mode::Preview, None)
 }
 
-fn build(file: &Path, mode: Mode) -> anyhow::Result<Prepared> {
-    let config = etl_config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+fn build(file: &Path, mode: Mode, rate_share: Option<u32>) -> anyhow::Result<Prepared> {
+    let mut config = etl_config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(k) = rate_share {
+        match config.source.share_rate_budget(k) {
+            Some(limits) => tracing::info!(
+                pipeline = %config.name,
+                "--rate-share 1/{k}: this worker keeps under {limits}"
+            ),
+            None => tracing::warn!(
+                pipeline = %config.name,
+                "--rate-share 1/{k}: the {} API limits no request rate; there is nothing to share",
+                config.source.kind()
+            ),
+        }
+    }
     let format = format_for(&config.source);
     let client = Client::new(http_config(&config), Redactor::new(secrets(&config)))
         .map_err(|e| anyhow::anyhow!("{}: setting up HTTP: {e}", file.display()))?;

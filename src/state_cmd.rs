@@ -42,7 +42,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 /// Runs `etl state FILE ACTION`; returns the exit code.
 pub async fn state(file: &std::path::Path, action: Action) -> u8 {
     let now = Utc::now();
-    let prepared = match registry::prepare_inspect(file) {
+    let prepared = match registry::prepare_inspect(file, None) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e:#}");

@@ -51,6 +51,28 @@ impl SourceConfig {
         }
     }
 
+    /// For `--rate-share 1/K`: gives this process 1/K of every request rate the source is
+    /// limited to (rounded down, at least 1 per window), so that K workers together stay under
+    /// the API's limits. Returns the new limits in words, or `None` for a source the API
+    /// limits in no rate (its units need no sharing).
+    pub fn share_rate_budget(&mut self, k: u32) -> Option<String> {
+        let k = k.max(1);
+        match self {
+            SourceConfig::CdnLogs(c) => {
+                c.rate_per_minute = (c.rate_per_minute / k).max(1);
+                c.rate_per_hour = (c.rate_per_hour / k).max(1);
+                Some(format!(
+                    "{} listing requests per minute and {} per hour",
+                    c.rate_per_minute, c.rate_per_hour
+                ))
+            }
+            SourceConfig::MailDelivery(_)
+            | SourceConfig::MailTracking(_)
+            | SourceConfig::AuditLog(_)
+            | SourceConfig::WebdavLogs(_) => None,
+        }
+    }
+
     /// Every secret of this source, for the HTTP client's redactor.
     pub fn secrets(&self) -> Vec<Secret> {
         match self {

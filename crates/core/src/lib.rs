@@ -19,6 +19,7 @@ pub mod failpoint;
 pub mod payload;
 pub mod runner;
 pub mod secret;
+pub mod shard;
 pub mod stage;
 pub mod state;
 pub mod unit;
@@ -28,6 +29,7 @@ pub use error::{DecodeError, ErrorClass, StageError};
 pub use payload::{Payload, PayloadBody, PayloadMeta, PayloadSender};
 pub use runner::{Pipeline, RunOptions, RunReport, UnitOutcome, UnitStatus};
 pub use secret::Secret;
+pub use shard::Shard;
 pub use stage::{
     BudgetTime, CommitReport, Cost, DecodeContext, Decoder, FetchStats, Format, Plan, PlanRequest, Sink, Source,
     Transform, UnitSummary, UnitWriter,

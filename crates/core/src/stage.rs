@@ -103,6 +103,14 @@ pub trait Source: Send + Sync + 'static {
         None
     }
 
+    /// The rate budget `unit`'s requests draw on (the credential, account or endpoint the API
+    /// counts requests by), as a key that names no secret. Units with the same key must run in
+    /// one process, or share the budget explicitly (`--rate-share`): `--shard` assigns units
+    /// by this key. `None`: the API limits no rate, and units are assigned one by one.
+    fn budget_key(&self, _unit: &Unit) -> Option<String> {
+        None
+    }
+
     /// For a source with a rate budget: how long the budget makes the requests of `units` take
     /// at least. `None` for sources without one.
     fn budget_time(&self, _units: &[Unit]) -> Option<BudgetTime> {

@@ -504,6 +504,15 @@ impl Source for CdnLogs {
         })
     }
 
+    /// The API counts listing requests per caller; one pipeline has one, whatever the domain,
+    /// so every unit draws on the budget of the listing endpoint.
+    fn budget_key(&self, _unit: &Unit) -> Option<String> {
+        Some(format!(
+            "cdn_logs listing {}",
+            self.shared.listing.redactor().redact_url(&self.shared.endpoint)
+        ))
+    }
+
     fn budget_time(&self, units: &[Unit]) -> Option<BudgetTime> {
         let budget = self.shared.listing.budget()?;
         let count = units.len() as u64;
