@@ -15,7 +15,7 @@ use crate::util::*;
 
 const DOMAINS: &str = "live.example.com,vod.example.com";
 
-fn cdn_env(sim: &Sim, out: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn cdn_env(sim: &Sim, out: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = vec![
         ("CDN_LOGS_URL".to_string(), sim.base.clone()),
         ("CDN_LOGS_DOMAINS".to_string(), DOMAINS.to_string()),
@@ -66,7 +66,7 @@ fn text(col: &ArrayRef, i: usize) -> String {
 
 /// What the simulator's truth states per domain and day.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct DomainDay {
+pub(crate) struct DomainDay {
     rows: u64,
     bytes_sum: u64,
     distinct_request_ids: u64,
@@ -74,7 +74,7 @@ struct DomainDay {
 }
 
 /// Reads `cdn_access/` back: per (domain, dt), the truth's measures computed from the Parquet.
-fn summarize_dataset(root: &Path) -> BTreeMap<(String, String), DomainDay> {
+pub(crate) fn summarize_dataset(root: &Path) -> BTreeMap<(String, String), DomainDay> {
     /// rows, sum of bytes, request ids, fingerprint
     type Acc = (u64, u64, BTreeSet<String>, u64);
     let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
@@ -148,7 +148,7 @@ fn summarize_dataset(root: &Path) -> BTreeMap<(String, String), DomainDay> {
         .collect()
 }
 
-fn truth(sim: &Sim, days: &[NaiveDate], domains: &[&str]) -> BTreeMap<(String, String), DomainDay> {
+pub(crate) fn truth(sim: &Sim, days: &[NaiveDate], domains: &[&str]) -> BTreeMap<(String, String), DomainDay> {
     let mut out = BTreeMap::new();
     for d in days {
         let day = d.format("%Y-%m-%d").to_string();
@@ -182,11 +182,11 @@ fn assert_matches_truth(sim: &Sim, out: &Path, days: &[NaiveDate]) {
 }
 
 /// `GET /_sim/cdn/requests`.
-fn requests(sim: &Sim) -> Value {
+pub(crate) fn requests(sim: &Sim) -> Value {
     sim.get_json("/_sim/cdn/requests")
 }
 
-fn listing_requests(sim: &Sim) -> Vec<Value> {
+pub(crate) fn listing_requests(sim: &Sim) -> Vec<Value> {
     requests(sim)["listing"].as_array().unwrap().clone()
 }
 

@@ -13,5 +13,6 @@ mod mail_tracking;
 mod operate;
 mod preview;
 mod s3;
+mod scale;
 mod util;
 mod webdav;

@@ -20,7 +20,7 @@ fn two_days() -> (Vec<NaiveDate>, String, String) {
 }
 
 /// Environment for `pipelines/mail.yaml` writing to `s3://<bucket>/etl`.
-fn s3_mail_env(sim: &Sim, bucket: &str) -> Vec<(String, String)> {
+pub(crate) fn s3_mail_env(sim: &Sim, bucket: &str) -> Vec<(String, String)> {
     let mut env = vec![
         ("MAIL_DELIVERY_URL".to_string(), sim.mail_url()),
         ("MAIL_DELIVERY_TOKEN".to_string(), "sim-mail-token".to_string()),
@@ -40,7 +40,7 @@ fn mail_args<'a>(pipeline: &'a str, from: &'a str, to: &'a str) -> Vec<&'a str> 
 }
 
 /// Copies the dataset down and compares it with the truth; returns the local copy.
-fn assert_s3_matches_truth(sim: &Sim, bucket: &str, days: &[NaiveDate]) -> tempfile::TempDir {
+pub(crate) fn assert_s3_matches_truth(sim: &Sim, bucket: &str, days: &[NaiveDate]) -> tempfile::TempDir {
     let local = tempfile::tempdir().unwrap();
     s3_server::mirror(bucket, "etl/mail_delivery", local.path());
     let got = summarize(&read_mail(local.path()));
@@ -121,7 +121,7 @@ fn the_connection_can_be_set_in_the_pipeline_file() {
 }
 
 /// Starts `etl run` with `ETL_FAILPOINT=point` and waits until it stops there.
-fn run_until_failpoint(pipeline: &str, env: &[(String, String)], args: &[&str], point: &str) -> Child {
+pub(crate) fn run_until_failpoint(pipeline: &str, env: &[(String, String)], args: &[&str], point: &str) -> Child {
     let mut all = vec!["run", pipeline];
     all.extend_from_slice(args);
     let mut child = etl_command(&all, env)
@@ -183,7 +183,7 @@ fn killed_before_the_manifest_or_before_the_state_then_rerun_is_exact() {
 }
 
 /// Counts `unit committed` log lines per unit id in a run's stderr.
-fn commits(stderr: &str) -> std::collections::BTreeMap<String, usize> {
+pub(crate) fn commits(stderr: &str) -> std::collections::BTreeMap<String, usize> {
     let mut out = std::collections::BTreeMap::new();
     for line in stderr
         .lines()
