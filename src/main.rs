@@ -53,7 +53,9 @@ const RUN_HELP: &str = concat!(
     "Example:\n",
     "  etl run pipelines/mail.yaml\n",
     "  etl run pipelines/cdn.yaml --from 2025-09-01 --to 2025-09-08 --summary-json summary.json\n",
-    "  etl run pipelines/mail.yaml --log-format json --metrics-file /var/lib/node_exporter/etl_mail.prom\n\n",
+    "  etl run pipelines/mail.yaml --log-format json --metrics-file /var/lib/node_exporter/etl_mail.prom\n",
+    "  etl run pipelines/mail.yaml --from 2025-09-01 --to 2025-10-01 --shard $JOB_COMPLETION_INDEX/4\n",
+    "  etl run pipelines/mail.yaml --from 2025-09-01 --to 2025-10-01 --unit mail_delivery-2025-09-14\n\n",
     exit_codes!()
 );
 
