@@ -25,8 +25,10 @@ lint: ## cargo fmt --check and clippy -D warnings
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: ## Criterion benchmarks (figures go to BENCHMARKS.md)
+bench: ## Criterion decoder benches, then etl side by side with DuckDB and lxml+pyarrow (figures go to BENCHMARKS.md)
 	$(CARGO) bench --bench decode
+	$(CARGO) build --release --bin etl
+	benches/compare --etl target/release/etl
 
 venv: $(VENV)/.installed ## Project-local Python environment with the test tools (idempotent)
 
