@@ -574,6 +574,7 @@ async fn execute(
         exit_code: code,
         responses: etl_http::responses_by_status(),
         waits: etl_http::rate_limit_waits(),
+        peak_rss: report::peak_rss(),
     };
     let mut code = code;
     if let Some(path) = &outputs.summary_json {

@@ -31,6 +31,24 @@ pub struct RunFacts<'a> {
     pub responses: (std::collections::BTreeMap<u16, u64>, u64),
     /// Rate-budget waits and their total time.
     pub waits: (u64, Duration),
+    /// The process's peak resident memory so far, where the OS tells it.
+    pub peak_rss: Option<u64>,
+}
+
+/// The peak resident set size of this process (`VmHWM` of `/proc/self/status`), in bytes;
+/// `None` where there is no procfs. For operators sizing a container, and for the benchmark
+/// that checks memory stays flat as data grows.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// How a unit ended, in the words of the summary table and the JSON.
@@ -118,6 +136,7 @@ pub fn summary_json(f: &RunFacts<'_>) -> serde_json::Value {
         "to": rfc3339(f.to),
         "started_at": rfc3339(f.started_at),
         "duration_seconds": f.elapsed.as_secs_f64(),
+        "peak_rss_bytes": f.peak_rss,
         "exit_code": f.exit_code,
         "outcome": outcome(f.exit_code),
         "units_planned": f.planned,
@@ -254,6 +273,13 @@ pub fn metrics(f: &RunFacts<'_>, previous: Option<&str>, now: DateTime<Utc>) -> 
         "Wall time of the last run.",
         &one(f.elapsed.as_secs_f64()),
     );
+    if let Some(rss) = f.peak_rss {
+        gauge(
+            "etl_run_peak_rss_bytes",
+            "Peak resident memory of the last run's process.",
+            &one(rss as f64),
+        );
+    }
     gauge(
         "etl_run_exit_code",
         "Exit code of the last run.",

@@ -208,6 +208,9 @@ fn summary_json_and_metrics_file_describe_the_run_and_keep_the_last_success() {
     assert_eq!(units.len(), 2);
     assert!(units.iter().all(|u| u["status"] == "committed"), "{units:?}");
     assert!(s["query"].as_str().unwrap().contains("read_parquet("));
+    // Linux reports the peak resident memory: more than the binary, less than the bound.
+    let rss = s["peak_rss_bytes"].as_u64().expect("peak_rss_bytes");
+    assert!((1 << 20..256 << 20).contains(&rss), "{rss}");
 
     let text = std::fs::read_to_string(&metrics).unwrap();
     let value = |name: &str| -> f64 {
@@ -223,6 +226,7 @@ fn summary_json_and_metrics_file_describe_the_run_and_keep_the_last_success() {
         2.0
     );
     assert_eq!(value("etl_run_exit_code{pipeline=\"mail_delivery\"}"), 0.0);
+    assert_eq!(value("etl_run_peak_rss_bytes{pipeline=\"mail_delivery\"}"), rss as f64);
     assert!(value("etl_run_requests{pipeline=\"mail_delivery\",status=\"200\"}") >= 2.0);
     let success = value("etl_last_success_timestamp_seconds{pipeline=\"mail_delivery\"}");
     assert!(success > 1.7e9, "{success}");
