@@ -108,6 +108,30 @@ mod tests {
     }
 
     #[test]
+    fn each_lost_stream_is_reported_by_exactly_one_shard() {
+        for stream in [
+            "mail_delivery",
+            "mail_tracking-accepted_traffic-example.com",
+            "webdav_logs",
+        ] {
+            let reporters = (0..4)
+                .filter(|&index| {
+                    Selection {
+                        shard: Some(Shard { index, count: 4 }),
+                        ..Selection::default()
+                    }
+                    .reports_lost(stream)
+                })
+                .count();
+            assert_eq!(reporters, 1, "{stream}");
+        }
+        assert!(
+            Selection::default().reports_lost("mail_delivery"),
+            "one worker reports everything"
+        );
+    }
+
+    #[test]
     fn shards_that_would_overrun_a_shared_budget_are_refused() {
         let sel = |n, k| Selection {
             shard: Some(Shard { index: 0, count: n }),

@@ -190,6 +190,19 @@ pub(crate) fn listing_requests(sim: &Sim) -> Vec<Value> {
     requests(sim)["listing"].as_array().unwrap().clone()
 }
 
+/// No listing was refused, and at most `per_minute` of them fell in any sliding minute.
+pub(crate) fn assert_listings_under(listings: &[Value], per_minute: usize) {
+    assert!(
+        listings.iter().all(|r| r["limited"] == false && r["status"] == 200),
+        "no listing was refused: {listings:?}"
+    );
+    let times: Vec<i64> = listings.iter().map(|r| r["at_ms"].as_i64().unwrap()).collect();
+    for &t in &times {
+        let in_window = times.iter().filter(|&&u| u <= t && u > t - 60_000).count();
+        assert!(in_window <= per_minute, "{in_window} listings in the minute before {t}");
+    }
+}
+
 #[test]
 fn two_days_of_two_domains_match_the_ground_truth_and_a_rerun_is_a_no_op() {
     let sim = Sim::start(&["--seed", "11", "--cdn-lines-per-slot", "12"]);
@@ -317,15 +330,7 @@ fn the_rate_budget_is_never_exceeded_in_any_sliding_minute() {
     assert!(started.elapsed() >= Duration::from_secs(120));
     let listings = listing_requests(&sim);
     assert_eq!(listings.len(), 30);
-    assert!(
-        listings.iter().all(|r| r["limited"] == false && r["status"] == 200),
-        "{listings:?}"
-    );
-    let times: Vec<i64> = listings.iter().map(|r| r["at_ms"].as_i64().unwrap()).collect();
-    for &t in &times {
-        let in_window = times.iter().filter(|&&u| u <= t && u > t - 60_000).count();
-        assert!(in_window <= 10, "{in_window} listings in the minute before {t}");
-    }
+    assert_listings_under(&listings, 10);
 }
 
 #[test]

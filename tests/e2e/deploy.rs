@@ -182,9 +182,7 @@ fn the_indexed_job_gives_each_index_its_shard_and_retries_only_what_can_succeed(
 
 /// The path of a tool installed into the test venv next to its Python.
 fn venv_tool(name: &str) -> std::path::PathBuf {
-    let python = std::env::var("ETL_TEST_PYTHON")
-        .expect("ETL_TEST_PYTHON is not set: run the suite with `make test`, which installs the tools into .venv");
-    std::path::Path::new(&python).parent().unwrap().join(name)
+    test_python().parent().unwrap().join(name)
 }
 
 #[test]
@@ -258,7 +256,7 @@ print("ok", json.dumps(todo))
     let start = format!("{}T00:00:00+00:00", days[0]);
     let end = format!("{}T00:00:00+00:00", days_ago(1));
     let day_list = days.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
-    let mut cmd = std::process::Command::new(std::env::var("ETL_TEST_PYTHON").expect("ETL_TEST_PYTHON (make test)"));
+    let mut cmd = std::process::Command::new(test_python());
     cmd.args(["-c", script])
         .env("AIRFLOW_DIR", repo_path("deploy/airflow"))
         .env("ETL_BIN", etl_bin())

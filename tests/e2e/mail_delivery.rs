@@ -244,8 +244,7 @@ fn a_wrong_token_fails_permanently_without_leaking_it() {
 
 #[test]
 fn duckdb_reads_the_dataset_as_analysts_do() {
-    let python = std::env::var("ETL_TEST_PYTHON")
-        .expect("ETL_TEST_PYTHON is not set: run the suite with `make test`, which installs duckdb into .venv");
+    let python = test_python();
     let sim = Sim::start(&["--seed", "21", "--mail-rows-per-day", "1000"]);
     let out = tempfile::tempdir().unwrap();
     let (days, from, to) = three_days();

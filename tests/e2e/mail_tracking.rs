@@ -297,8 +297,7 @@ fn a_window_lost_to_retention_is_reported_and_exits_non_zero() {
 
 #[test]
 fn duckdb_unnests_the_nested_columns() {
-    let python = std::env::var("ETL_TEST_PYTHON")
-        .expect("ETL_TEST_PYTHON is not set: run the suite with `make test`, which installs duckdb into .venv");
+    let python = test_python();
     let sim = Sim::start(&["--seed", "14", "--tracking-rows-per-day", "300"]);
     let out = tempfile::tempdir().unwrap();
     let (_, from, to) = two_days();

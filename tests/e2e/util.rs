@@ -18,6 +18,14 @@ pub fn etl_bin() -> &'static str {
     env!("CARGO_BIN_EXE_etl")
 }
 
+/// The Python of the project's test venv (`make test` sets `ETL_TEST_PYTHON`; it has duckdb, moto
+/// and kubernetes-validate).
+pub fn test_python() -> PathBuf {
+    std::env::var_os("ETL_TEST_PYTHON")
+        .expect("ETL_TEST_PYTHON is not set: run the suite with `make test`, which installs the tools into .venv")
+        .into()
+}
+
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
