@@ -96,7 +96,7 @@ fn a_transform_on_a_missing_column_fails_validation() {
 fn transforms_apply_end_to_end() {
     let sim = Sim::start(&["--seed", "2", "--mail-rows-per-day", "500"]);
     let out = tempfile::tempdir().unwrap();
-    let day = days_ago(3);
+    let day = sim.mail_day_with_records(3);
     let file = write(
         out.path(),
         "t.yaml",

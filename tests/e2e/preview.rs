@@ -48,7 +48,7 @@ fn preview_prints_the_first_page_as_a_table_and_writes_nothing() {
     let sim = Sim::start(&["--seed", "5", "--mail-rows-per-day", "600"]);
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("out");
-    let day = days_ago(3);
+    let day = sim.mail_day_with_records(3);
     let pipeline = repo_path("pipelines/mail.yaml");
     let res = etl(
         &[
@@ -110,7 +110,7 @@ fn preview_json_prints_records_as_json_lines_with_rfc3339_times() {
     let sim = Sim::start(&["--seed", "6", "--mail-rows-per-day", "300"]);
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("out");
-    let day = days_ago(2);
+    let day = sim.mail_day_with_records(2);
     let pipeline = repo_path("pipelines/mail.yaml");
     let res = etl(
         &[

@@ -131,6 +131,16 @@ impl Sim {
     pub fn mail_day(&self, day: NaiveDate) -> &Value {
         &self.truth["mail_delivery"]["days"][day.format("%Y-%m-%d").to_string()]
     }
+
+    /// The latest mail day at least `back` days ago that has `sent` records. The simulator leaves about
+    /// one day in twelve empty, so a test that needs records must not pick a fixed `days_ago(n)`: which
+    /// day that is changes with the date the suite runs on.
+    pub fn mail_day_with_records(&self, back: u64) -> NaiveDate {
+        (back..back + 30)
+            .map(days_ago)
+            .find(|&d| self.mail_day(d)["sent"].as_u64().is_some_and(|n| n > 0))
+            .expect("a mail day with sent records within 30 days")
+    }
 }
 
 impl Drop for Sim {
@@ -146,6 +156,8 @@ pub fn mail_env(sim: &Sim, out: &Path) -> Vec<(String, String)> {
         ("MAIL_DELIVERY_URL".into(), sim.mail_url()),
         ("MAIL_DELIVERY_TOKEN".into(), "sim-mail-token".into()),
         ("ETL_OUT".into(), out.display().to_string()),
+        // For the commands that do not go through `etl_command` (a pseudo-terminal, the Airflow helper).
+        ("ETL_SETTLE".into(), "0s".into()),
     ]
 }
 
@@ -162,7 +174,11 @@ pub fn etl(args: &[&str], env: &[(String, String)]) -> Output {
 
 pub fn etl_command(args: &[&str], env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(etl_bin());
-    cmd.args(args).env("ETL_LOG", "info");
+    // The bundled pipelines settle for `${ETL_SETTLE:-1h}`: with the default, yesterday would still be
+    // provisional in the first hour after midnight UTC, and a test expecting it final would fail by the
+    // clock. The simulator's days are complete the moment they end, so the suite settles for nothing; a
+    // test about settling sets its own `settle:` (or ETL_SETTLE in `env`, which comes after this).
+    cmd.args(args).env("ETL_LOG", "info").env("ETL_SETTLE", "0s");
     for (k, v) in env {
         cmd.env(k, v);
     }
