@@ -176,6 +176,28 @@ fn plan_after_a_run_marks_units_done_and_state_forget_makes_the_next_run_reload_
 }
 
 #[test]
+fn etl_settle_sets_the_settle_lag_of_the_bundled_pipelines() {
+    let sim = Sim::start(&["--seed", "45", "--mail-rows-per-day", "10"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (from, to) = (days_ago(1).to_string(), today().to_string());
+    // Yesterday ended less than 25 hours ago, whatever the time of day.
+    let status = |settle: &str| {
+        let mut env = mail_env(&sim, tmp.path());
+        env.push(("ETL_SETTLE".into(), settle.into()));
+        let res = etl(
+            &["plan", &mail_pipeline(), "--from", &from, "--to", &to, "--json"],
+            &env,
+        );
+        assert_eq!(res.status.code(), Some(0));
+        let units = json_lines(&stdout(&res));
+        assert_eq!(units.len(), 1, "{units:?}");
+        units[0]["status"].as_str().unwrap().to_string()
+    };
+    assert_eq!(status("25h"), "provisional");
+    assert_eq!(status("0s"), "run");
+}
+
+#[test]
 fn summary_json_and_metrics_file_describe_the_run_and_keep_the_last_success() {
     let sim = Sim::start(&["--seed", "43", "--mail-rows-per-day", "250"]);
     let tmp = tempfile::tempdir().unwrap();
