@@ -2,6 +2,7 @@
 //! through one registry `match` (`registry.rs`), runs them with `etl-core`'s runner, prints a
 //! summary and maps the outcome to an exit code a scheduler can act on.
 
+mod alloc;
 mod catalog;
 mod plan;
 mod preview;
@@ -245,6 +246,7 @@ enum StateAction {
 }
 
 fn main() -> ExitCode {
+    alloc::tune();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let code = match cli.command {

@@ -332,3 +332,45 @@ print(json.dumps({"n": n, "types": types}))
     assert_eq!(v["types"]["traffic_type"], "VARCHAR");
     assert_eq!(v["types"]["attachments"], "STRUCT(file_name VARCHAR, sha256 VARCHAR)[]");
 }
+
+#[test]
+fn a_day_fetched_as_parallel_windows_is_written_exactly_as_one_chain_writes_it() {
+    let sim = Sim::start(&["--seed", "8", "--tracking-rows-per-day", "1500"]);
+    let (days, from, to) = two_days();
+    let mut outs = Vec::new();
+    for windows in ["1", "4", "7"] {
+        let out = tempfile::tempdir().unwrap();
+        let before = sim.stats()["mail_tracking"]["requests"].as_u64().unwrap();
+        let res = run_tracking(
+            &sim,
+            out.path(),
+            &from,
+            &to,
+            &[
+                ("MAIL_TRACKING_LIMIT", "100"),
+                ("MAIL_TRACKING_PARALLEL_WINDOWS", windows),
+            ],
+        );
+        assert_eq!(res.status.code(), Some(0), "parallel_windows {windows}");
+        let requests = sim.stats()["mail_tracking"]["requests"].as_u64().unwrap() - before;
+        outs.push((windows, out, requests));
+    }
+    let dataset = |o: &tempfile::TempDir| o.path().join("mail_tracking");
+    assert_eq!(summarize_tracking(&dataset(&outs[0].1)), tracking_truth(&sim, &days));
+    for (windows, out, _) in &outs[1..] {
+        eprintln!("comparing parallel_windows {windows} with 1");
+        assert_same_parquet_content(&dataset(&outs[0].1), &dataset(out));
+    }
+    // Each extra window costs at most one request per unit (its last, possibly short, page).
+    let units = 4;
+    assert!(
+        outs[1].2 <= outs[0].2 + 3 * units,
+        "{:?}",
+        outs.iter().map(|o| o.2).collect::<Vec<_>>()
+    );
+    assert!(
+        outs[1].2 >= outs[0].2,
+        "{:?}",
+        outs.iter().map(|o| o.2).collect::<Vec<_>>()
+    );
+}

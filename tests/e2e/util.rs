@@ -441,3 +441,41 @@ pub fn fingerprint_by_day(
         .map(|(dt, (rows, groups, fp))| (dt, (rows, groups, format!("{fp:016x}"))))
         .collect()
 }
+
+/// Asserts that `a` and `b` hold the same Parquet files (by relative path) with the same decoded
+/// content: the same schema and rows, in the same order. (Their bytes may differ where the
+/// writer cut data pages at other batch boundaries.)
+pub fn assert_same_parquet_content(a: &Path, b: &Path) {
+    let files = |root: &Path| -> BTreeMap<PathBuf, Vec<RecordBatch>> {
+        parquet_files(root)
+            .into_iter()
+            .map(|f| {
+                let file = std::fs::File::open(&f).unwrap();
+                // One batch per file (or per million rows), whatever the writer's row groups.
+                let batches = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .with_batch_size(1 << 20)
+                    .build()
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                (f.strip_prefix(root).unwrap().to_path_buf(), batches)
+            })
+            .collect()
+    };
+    let (fa, fb) = (files(a), files(b));
+    assert!(!fa.is_empty(), "no Parquet file under {}", a.display());
+    assert_eq!(
+        fa.keys().collect::<Vec<_>>(),
+        fb.keys().collect::<Vec<_>>(),
+        "different files"
+    );
+    for (path, batches) in &fa {
+        assert!(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>() > 0,
+            "{} is empty",
+            path.display()
+        );
+        assert!(batches == &fb[path], "{} differs between the two runs", path.display());
+    }
+}

@@ -267,7 +267,7 @@ fn typo_inside_source_points_at_the_key() {
     assert_eq!(
         error(&text),
         "pipelines/mail.yaml:5:3: unknown key `tokn` in `source` (mail_delivery); expected one of: url, token, status, \
-         max_items"
+         max_items, parallel_windows"
     );
 }
 

@@ -69,6 +69,18 @@ impl StageError {
             ..Self::retryable(err)
         }
     }
+    /// For an error made by [`StageError::restart_unit`], adds `more` to what the abandoned attempt
+    /// fetched (the other parts of the attempt, when the unit was fetched in several); other
+    /// errors are returned unchanged.
+    pub fn add_restart_fetched(mut self, more: &FetchStats) -> Self {
+        if let Some(f) = &mut self.restart {
+            f.requests += more.requests;
+            f.retries += more.retries;
+            f.bytes += more.bytes;
+            f.payloads += more.payloads;
+        }
+        self
+    }
     /// For an error made by [`StageError::restart_unit`]: what the abandoned attempt fetched.
     pub fn restart_requested(&self) -> Option<&FetchStats> {
         self.restart.as_ref()

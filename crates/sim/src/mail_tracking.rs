@@ -1587,24 +1587,32 @@ impl MailTracking {
                 }
             }
         }
-        let matching: Vec<&TrackingRecord> = days
+        // A day's records are sorted by genTime, so the window is one slice of each day, and only
+        // the records up to the page's end (plus one, to know whether a token is due) are visited:
+        // a page deep into a large day costs little more than the first one.
+        let offset = usize::try_from(cursor.offset).unwrap_or(usize::MAX);
+        let limit = query.limit as usize;
+        let page: Vec<&TrackingRecord> = days
             .iter()
-            .flat_map(|d| d.records.iter())
-            .filter(|r| r.gen_ms >= cursor.start_ms && r.gen_ms <= hi)
+            .flat_map(|d| {
+                let lo = d.records.partition_point(|r| r.gen_ms < cursor.start_ms);
+                let up = d.records.partition_point(|r| r.gen_ms <= hi).max(lo);
+                &d.records[lo..up]
+            })
             .filter(|r| query.domain.as_deref().is_none_or(|d| r.domain == d))
             .filter(|r| query.direction.is_none_or(|d| r.direction == d))
+            .skip(offset)
+            .take(limit.saturating_add(1))
             .collect();
-        let from = usize::try_from(cursor.offset).unwrap_or(usize::MAX).min(matching.len());
-        let to = from.saturating_add(query.limit as usize).min(matching.len());
-        let more = to < matching.len();
+        let more = page.len() > limit;
+        let page = &page[..page.len().min(limit)];
         let token = more.then(|| {
             Cursor {
-                offset: to as u64,
+                offset: (offset + page.len()) as u64,
                 ..cursor
             }
             .encode(self.shared.seed)
         });
-        let page = &matching[from..to];
         let text = render_page(page, token.as_deref());
         let gzipped = accepts_gzip(headers);
         let body = if gzipped {

@@ -52,6 +52,7 @@ pub static REFERENCE: Reference = Reference {
                         Key { name: "token", required: true, rules: "non-empty", default: "", doc: "The API token, sent as the `X-Auth-Token` header. Write it as `${VAR}` so that it stays out of the file; it is never printed." },
                         Key { name: "status", required: false, rules: "", default: "every status", doc: "Only fetch records with this delivery result: `sent`, `retry` or `faild` (the vendor's spelling; `failed` and the codes 1, 2, 3 are accepted too)." },
                         Key { name: "max_items", required: false, rules: "1..=10000", default: "10000", doc: "Records per page (the API's `MaxItems`)." },
+                        Key { name: "parallel_windows", required: false, rules: "1..=24", default: "1", doc: "A unit's day is asked as this many consecutive request windows of whole minutes, each with its own `NextToken` chain, fetched at the same time (a chain waits a round trip per page); pages are still written in time order. Only for a server that answers exactly the window asked (as the API documents): one that ignored `StartDate`/`EndDate` would send each window the same records. Costs one request more per extra window." },
                     ],
                 },
                 Section {
@@ -72,6 +73,7 @@ pub static REFERENCE: Reference = Reference {
                         Key { name: "domains", required: false, rules: "", default: "all domains in one query", doc: "Query each of these domains separately (the API's `domain` filter); each domain is its own unit." },
                         Key { name: "direction", required: false, rules: "", default: "both", doc: "`in` or `out` (the API's `direction` filter)." },
                         Key { name: "limit", required: false, rules: "1..=10000", default: "500", doc: "Records per page (the API's `limit`)." },
+                        Key { name: "parallel_windows", required: false, rules: "1..=24", default: "1", doc: "A unit's day is asked as this many consecutive `start`/`end` windows, each with its own `nextToken` chain, fetched at the same time (a chain waits a round trip per page); pages are still written in time order. Only for a server that answers exactly the window asked (as the API documents): one that ignored `start`/`end` would send each window the same records. Costs one request more per extra window." },
                     ],
                 },
                 Section {

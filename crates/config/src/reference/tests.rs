@@ -149,6 +149,9 @@ fn loaded_defaults() -> BTreeMap<&'static str, Get> {
         ("source/mail_delivery.max_items", |c| {
             Some(source!(c, MailDelivery).max_items.to_string())
         }),
+        ("source/mail_delivery.parallel_windows", |c| {
+            Some(source!(c, MailDelivery).parallel_windows.to_string())
+        }),
         ("source/mail_tracking.traffic_types", |c| {
             let types: Vec<&str> = source!(c, MailTracking)
                 .traffic_types
@@ -166,6 +169,9 @@ fn loaded_defaults() -> BTreeMap<&'static str, Get> {
         }),
         ("source/mail_tracking.limit", |c| {
             Some(source!(c, MailTracking).limit.to_string())
+        }),
+        ("source/mail_tracking.parallel_windows", |c| {
+            Some(source!(c, MailTracking).parallel_windows.to_string())
         }),
         ("source/cdn_logs.rate_per_minute", |c| {
             Some(source!(c, CdnLogs).rate_per_minute.to_string())

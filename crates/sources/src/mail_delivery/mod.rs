@@ -25,12 +25,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use etl_config::MailDeliveryConfig;
-use etl_core::{Cost, FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
+use etl_core::{Cost, FetchStats, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
 use etl_http::{Client, RateBudget};
 use futures::future::BoxFuture;
 
 use crate::paging::{self, MAX_REPLAYS, Step, TokenPaging};
 use crate::{day_start, utc_days, xml::element_text};
+
+/// `StartDate` and `EndDate`: a UTC minute.
+const MINUTE: &str = "%Y-%m-%dT%H:%M";
+/// Pages (of up to 10,000 records) a later request window may fetch ahead of the one being
+/// decoded.
+const PREFETCH_PAGES: usize = 2;
 
 /// How far back the API serves data, in days before today (UTC).
 pub const RETENTION_DAYS: u64 = 90;
@@ -84,12 +90,13 @@ impl MailDelivery {
         }
     }
 
-    /// The form fields of one request. `token` has its line breaks already removed.
-    fn form(&self, unit: &Unit, token: Option<&str>) -> Vec<(&'static str, String)> {
+    /// The form fields of one request of the window `start`..=`end` (`YYYY-MM-DDThh:mm`, the
+    /// end minute inclusive). `token` has its line breaks already removed.
+    fn form(&self, (start, end): (&str, &str), token: Option<&str>) -> Vec<(&'static str, String)> {
         let mut form = vec![
             ("Action", "GetDeliveryLog".to_string()),
-            ("StartDate", unit.params["StartDate"].clone()),
-            ("EndDate", unit.params["EndDate"].clone()),
+            ("StartDate", start.to_string()),
+            ("EndDate", end.to_string()),
         ];
         if let Some(s) = self.cfg.status {
             form.push(("Status", s.code().to_string()));
@@ -101,26 +108,75 @@ impl MailDelivery {
         form
     }
 
+    /// The unit's `StartDate`..=`EndDate` cut into `parallel_windows` consecutive request
+    /// windows of whole minutes (the API's resolution), each `(StartDate, EndDate)`.
+    fn windows(&self, unit: &Unit) -> Result<Vec<(String, String)>, StageError> {
+        let (start, end) = (&unit.params["StartDate"], &unit.params["EndDate"]);
+        if self.cfg.parallel_windows <= 1 {
+            return Ok(vec![(start.clone(), end.clone())]);
+        }
+        let minute = |v: &str| {
+            chrono::NaiveDateTime::parse_from_str(v, MINUTE)
+                .map(|t| t.and_utc().timestamp() / 60)
+                .map_err(|e| StageError::internal(format!("unit {}: planned date {v:?}: {e}", unit.id)))
+        };
+        let at = |m: i64| {
+            DateTime::from_timestamp(m * 60, 0)
+                .map(|t| t.format(MINUTE).to_string())
+                .ok_or_else(|| StageError::internal(format!("unit {}: minute {m} out of range", unit.id)))
+        };
+        paging::split_inclusive(minute(start)?, minute(end)?, self.cfg.parallel_windows)
+            .into_iter()
+            .map(|(a, b)| Ok((at(a)?, at(b)?)))
+            .collect()
+    }
+
     async fn fetch_unit(&self, unit: &Unit, mut out: PayloadSender) -> Result<FetchStats, StageError> {
-        let url = self.client.redactor().redact_url(&self.cfg.url);
         // Marked sensitive so that no debug output of the request shows it.
         let mut auth = etl_http::reqwest::header::HeaderValue::from_str(self.cfg.token.expose()).map_err(|_| {
             StageError::permanent("the mail delivery token contains characters not allowed in an HTTP header")
         })?;
         auth.set_sensitive(true);
+        let windows = self.windows(unit)?;
+        let several = windows.len() > 1;
+        paging::fetch_windows(windows, PREFETCH_PAGES, &mut out, |(start, end), pages| {
+            let auth = auth.clone();
+            async move {
+                let label = if several {
+                    format!(" (window {start}..{end})")
+                } else {
+                    String::new()
+                };
+                self.fetch_window(unit, (&start, &end), &label, auth, pages).await
+            }
+        })
+        .await
+    }
+
+    /// Follows one request window's NextToken chain to its end.
+    async fn fetch_window(
+        &self,
+        unit: &Unit,
+        window: (&str, &str),
+        label: &str,
+        auth: etl_http::reqwest::header::HeaderValue,
+        pages: paging::WindowPages,
+    ) -> Result<FetchStats, StageError> {
+        let url = self.client.redactor().redact_url(&self.cfg.url);
         let mut stats = FetchStats::default();
         let mut paging = TokenPaging::default();
+        // The window's page number, for messages (the payload names number the unit's pages).
+        let mut page = 1;
         loop {
-            let page = out.sent() + 1;
-            let form = self.form(unit, paging.token());
-            let what = format!("mail_delivery {} page {page}", unit.id);
+            let form = self.form(window, paging.token());
+            let what = format!("mail_delivery {} page {page}{label}", unit.id);
             let resp = self
                 .client
                 .send(&what, |c| {
                     c.post(&self.cfg.url).header("X-Auth-Token", auth.clone()).form(&form)
                 })
                 .await
-                .map_err(|e| StageError::from(e).context(format!("page {page}")))?;
+                .map_err(|e| StageError::from(e).context(format!("page {page}{label}")))?;
             paging::count(&mut stats, &resp);
             if resp.status != 200 {
                 let answer = vendor_error(&url, &resp, self.client.redactor());
@@ -154,16 +210,11 @@ impl MailDelivery {
                 }
                 Step::Deliver { last } => last,
             };
-            let meta = PayloadMeta {
-                name: format!("page {page}"),
-                content_type: content_type(&resp),
-                ..Default::default()
-            };
-            out.send_bytes(meta, resp.body).await?;
-            stats.payloads += 1;
+            pages.page(content_type(&resp), resp.body).await?;
             if last {
                 return Ok(stats);
             }
+            page += 1;
         }
     }
 }
@@ -216,11 +267,15 @@ impl Source for MailDelivery {
         "mail_delivery"
     }
 
-    fn cost(&self, _unit: &Unit) -> Option<Cost> {
+    fn cost(&self, unit: &Unit) -> Option<Cost> {
+        let windows = self.windows(unit).map_or(1, |w| w.len());
         Some(Cost {
-            requests: 1,
+            requests: windows as u64,
             exact: false,
-            how: format!("one page per {} records, MaxItems", self.cfg.max_items),
+            how: format!(
+                "one page per {} records (MaxItems) in each of {windows} request window(s)",
+                self.cfg.max_items
+            ),
         })
     }
 

@@ -19,6 +19,7 @@ fn source(url: &str, status: Option<DeliveryStatus>) -> MailDelivery {
         token: Secret::new("tok-123"),
         status,
         max_items: 2,
+        parallel_windows: 1,
     };
     let http = HttpConfig {
         backoff_base: Duration::from_millis(1),

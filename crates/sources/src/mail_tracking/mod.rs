@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use etl_config::{MailTrackingConfig, TrafficType};
-use etl_core::{Cost, FetchStats, PayloadMeta, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
+use etl_core::{Cost, FetchStats, PayloadSender, Plan, PlanRequest, Source, StageError, Unit, Window};
 use etl_http::{Client, RateBudget};
 use futures::future::BoxFuture;
 
@@ -80,14 +80,8 @@ pub struct MailTracking {
     endpoint: String,
 }
 
-/// The body fields the source needs; records are decoded by `etl-formats`.
-#[derive(serde::Deserialize)]
-struct PageHead {
-    #[serde(rename = "nextToken", default)]
-    next_token: Option<String>,
-    #[serde(rename = "logs")]
-    _logs: serde::de::IgnoredAny,
-}
+/// Pages a later window may fetch ahead of the one being decoded.
+const PREFETCH_PAGES: usize = 4;
 
 #[derive(serde::Deserialize, Default)]
 struct VendorError {
@@ -140,7 +134,7 @@ impl MailTracking {
         id
     }
 
-    fn query(&self, unit: &Unit, token: Option<&str>) -> Vec<(&'static str, String)> {
+    fn query(&self, unit: &Unit, (start, end): (&str, &str), token: Option<&str>) -> Vec<(&'static str, String)> {
         let mut q = vec![("type", unit.params["type"].clone())];
         if let Some(d) = unit.params.get("domain") {
             q.push(("domain", d.clone()));
@@ -148,8 +142,8 @@ impl MailTracking {
         if let Some(d) = self.cfg.direction {
             q.push(("direction", d.as_str().to_string()));
         }
-        q.push(("start", unit.params["start"].clone()));
-        q.push(("end", unit.params["end"].clone()));
+        q.push(("start", start.to_string()));
+        q.push(("end", end.to_string()));
         q.push(("limit", self.cfg.limit.to_string()));
         if let Some(t) = token {
             q.push(("token", t.to_string()));
@@ -157,14 +151,59 @@ impl MailTracking {
         q
     }
 
+    /// The unit's `start`..=`end` cut into `parallel_windows` consecutive windows of whole
+    /// milliseconds, each `(start, end)` as the API writes them.
+    fn windows(&self, unit: &Unit) -> Result<Vec<(String, String)>, StageError> {
+        let (start, end) = (&unit.params["start"], &unit.params["end"]);
+        if self.cfg.parallel_windows <= 1 {
+            return Ok(vec![(start.clone(), end.clone())]);
+        }
+        let ms = |v: &str| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| StageError::internal(format!("unit {}: planned time {v:?}: {e}", unit.id)))
+        };
+        let at = |m: i64| {
+            DateTime::from_timestamp_millis(m)
+                .map(iso_ms)
+                .ok_or_else(|| StageError::internal(format!("unit {}: time {m} out of range", unit.id)))
+        };
+        paging::split_inclusive(ms(start)?, ms(end)?, self.cfg.parallel_windows)
+            .into_iter()
+            .map(|(a, b)| Ok((at(a)?, at(b)?)))
+            .collect()
+    }
+
     async fn fetch_unit(&self, unit: &Unit, mut out: PayloadSender) -> Result<FetchStats, StageError> {
+        let windows = self.windows(unit)?;
+        let several = windows.len() > 1;
+        paging::fetch_windows(windows, PREFETCH_PAGES, &mut out, |(start, end), pages| async move {
+            let label = if several {
+                format!(" (window {start}..{end})")
+            } else {
+                String::new()
+            };
+            self.fetch_window(unit, (&start, &end), &label, pages).await
+        })
+        .await
+    }
+
+    /// Follows one window's nextToken chain to its end.
+    async fn fetch_window(
+        &self,
+        unit: &Unit,
+        window: (&str, &str),
+        label: &str,
+        pages: paging::WindowPages,
+    ) -> Result<FetchStats, StageError> {
         let url = self.client.redactor().redact_url(&self.endpoint);
         let mut stats = FetchStats::default();
         let mut paging = TokenPaging::default();
+        // The window's page number, for messages (the payload names number the unit's pages).
+        let mut page = 1;
         loop {
-            let page = out.sent() + 1;
-            let query = self.query(unit, paging.token());
-            let what = format!("mail_tracking {} page {page}", unit.id);
+            let query = self.query(unit, window, paging.token());
+            let what = format!("mail_tracking {} page {page}{label}", unit.id);
             let resp = self
                 .client
                 .send(&what, |c| {
@@ -173,7 +212,7 @@ impl MailTracking {
                         .query(&query)
                 })
                 .await
-                .map_err(|e| StageError::from(e).context(format!("page {page}")))?;
+                .map_err(|e| StageError::from(e).context(format!("page {page}{label}")))?;
             paging::count(&mut stats, &resp);
             if resp.status != 200 {
                 let answer = self.vendor_error(url, &resp);
@@ -186,13 +225,13 @@ impl MailTracking {
                 }
                 return Err(crate::rejected(resp.status, answer));
             }
-            let head: PageHead = serde_json::from_slice(&resp.body).map_err(|e| {
+            let next = page_token(&resp.body).map_err(|reason| {
                 StageError::retryable(MailTrackingError::NotAPage {
                     url: url.clone(),
-                    reason: e.to_string(),
+                    reason,
                 })
             })?;
-            let last = match paging.on_page(head.next_token) {
+            let last = match paging.on_page(next) {
                 Step::Replayed(times) if times >= MAX_REPLAYS => {
                     return Err(StageError::retryable(MailTrackingError::Replayed { url, page, times }));
                 }
@@ -202,15 +241,11 @@ impl MailTracking {
                 }
                 Step::Deliver { last } => last,
             };
-            let meta = PayloadMeta {
-                name: format!("page {page}"),
-                ..Default::default()
-            };
-            out.send_bytes(meta, resp.body).await?;
-            stats.payloads += 1;
+            pages.page(None, resp.body).await?;
             if last {
                 return Ok(stats);
             }
+            page += 1;
         }
     }
 
@@ -237,11 +272,15 @@ impl Source for MailTracking {
         "mail_tracking"
     }
 
-    fn cost(&self, _unit: &Unit) -> Option<Cost> {
+    fn cost(&self, unit: &Unit) -> Option<Cost> {
+        let windows = self.windows(unit).map_or(1, |w| w.len());
         Some(Cost {
-            requests: 1,
+            requests: windows as u64,
             exact: false,
-            how: format!("one page per {} records, limit", self.cfg.limit),
+            how: format!(
+                "one page per {} records (limit) in each of {windows} request window(s)",
+                self.cfg.limit
+            ),
         })
     }
 
@@ -308,6 +347,142 @@ impl Source for MailTracking {
 
     fn retention_start(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         Some(now - RETENTION)
+    }
+}
+
+/// The `nextToken` of a page (`None` when absent, null or empty), after checking that the body
+/// is one JSON object with a `logs` array. The records themselves are decoded once, by
+/// `etl-formats`, on a decode thread: this only walks the top level, skipping strings and nested
+/// values without reading them, so a page costs a fraction of a full parse here.
+fn page_token(body: &[u8]) -> Result<Option<String>, String> {
+    let mut scan = TopLevel { body, at: 0 };
+    scan.ws();
+    if scan.peek() != Some(b'{') {
+        return Err("not a JSON object".into());
+    }
+    scan.at += 1;
+    let (mut token, mut logs) = (None, false);
+    loop {
+        scan.ws();
+        match scan.peek() {
+            Some(b'}') if !logs => return Err("no `logs` array".into()),
+            Some(b'}') => break,
+            Some(b'"') => {}
+            _ => return Err(format!("expected a key at byte {}", scan.at)),
+        }
+        let key = scan.string()?;
+        scan.ws();
+        if scan.peek() != Some(b':') {
+            return Err(format!("expected `:` at byte {}", scan.at));
+        }
+        scan.at += 1;
+        scan.ws();
+        let value = scan.value()?;
+        match key {
+            b"\"nextToken\"" => {
+                token = match value.first() {
+                    Some(b'"') => Some(serde_json::from_slice::<String>(value).map_err(|e| format!("nextToken: {e}"))?),
+                    _ if value == b"null" => None,
+                    _ => return Err("nextToken is not a string".into()),
+                };
+            }
+            b"\"logs\"" if value.first() == Some(&b'[') => logs = true,
+            b"\"logs\"" => return Err("`logs` is not an array".into()),
+            _ => {}
+        }
+        scan.ws();
+        match scan.peek() {
+            Some(b',') => scan.at += 1,
+            Some(b'}') => {}
+            _ => return Err(format!("expected `,` or `}}` at byte {}", scan.at)),
+        }
+    }
+    scan.at += 1;
+    scan.ws();
+    if scan.at != body.len() {
+        return Err(format!("content after the object at byte {}", scan.at));
+    }
+    Ok(token.filter(|t| !t.is_empty()))
+}
+
+/// A cursor over a JSON document that knows strings and brackets, nothing more.
+struct TopLevel<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> TopLevel<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.body.get(self.at).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    /// The string starting at the cursor, quotes included, raw (escapes not resolved).
+    fn string(&mut self) -> Result<&'a [u8], String> {
+        let start = self.at;
+        let mut i = start + 1;
+        loop {
+            match memchr::memchr2(b'"', b'\\', &self.body[i..]) {
+                Some(n) if self.body[i + n] == b'\\' => i += n + 2,
+                Some(n) => {
+                    self.at = i + n + 1;
+                    return Ok(&self.body[start..self.at]);
+                }
+                None => return Err(format!("string at byte {start} is not closed (truncated page?)")),
+            }
+            if i > self.body.len() {
+                return Err(format!("string at byte {start} is not closed (truncated page?)"));
+            }
+        }
+    }
+
+    /// The value starting at the cursor, raw: a string, a nested object or array (brackets
+    /// balanced, strings skipped), or a scalar up to the next delimiter.
+    fn value(&mut self) -> Result<&'a [u8], String> {
+        let start = self.at;
+        match self.peek() {
+            Some(b'"') => self.string(),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        Some(b'"') => {
+                            self.string()?;
+                            continue;
+                        }
+                        Some(b'{' | b'[') => depth += 1,
+                        Some(b'}' | b']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                return Ok(&self.body[start..self.at]);
+                            }
+                        }
+                        Some(_) => {}
+                        None => return Err(format!("value at byte {start} is not closed (truncated page?)")),
+                    }
+                    self.at += 1;
+                }
+            }
+            Some(_) => {
+                while !matches!(
+                    self.peek(),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    self.at += 1;
+                }
+                if self.at == start {
+                    return Err(format!("expected a value at byte {start}"));
+                }
+                Ok(&self.body[start..self.at])
+            }
+            None => Err("the page ends before a value".into()),
+        }
     }
 }
 

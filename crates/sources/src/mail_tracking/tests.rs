@@ -22,6 +22,7 @@ fn source(url: &str, domains: &[&str]) -> MailTracking {
         domains: domains.iter().map(|d| d.to_string()).collect(),
         direction: None,
         limit: 2,
+        parallel_windows: 1,
     };
     let http = HttpConfig {
         backoff_base: Duration::from_millis(1),
@@ -322,4 +323,38 @@ async fn a_429_holds_every_unit_until_retry_after() {
         .filter(|d| *d < Duration::from_secs(1))
         .collect();
     assert!(during.is_empty(), "requests during the hold: {during:?}");
+}
+
+#[test]
+fn the_page_token_is_read_from_the_top_level_only() {
+    use super::page_token;
+    let page = br#"{"logs": [{"subject": "say \"nextToken\": \"no\" \\", "n": [1, {"nextToken": "inner"}]}],
+        "nextToken": "Lu2X+/=="}"#;
+    assert_eq!(page_token(page).unwrap().as_deref(), Some("Lu2X+/=="));
+    let first = br#" {"nextToken":"a\u0062c","logs":[]} "#;
+    assert_eq!(
+        page_token(first).unwrap().as_deref(),
+        Some("abc"),
+        "escapes are resolved"
+    );
+    assert_eq!(page_token(br#"{"logs": []}"#).unwrap(), None);
+    assert_eq!(page_token(br#"{"logs": [], "nextToken": null}"#).unwrap(), None);
+    assert_eq!(
+        page_token(br#"{"logs": [], "nextToken": ""}"#).unwrap(),
+        None,
+        "empty ends the unit"
+    );
+    for (bad, why) in [
+        (&br#"{"logs": [{"a": "b"}], "nextToken": "x"#[..], "not closed"),
+        (br#"{"logs": [{"a": "b"}"#, "not closed"),
+        (br#"[{"logs": []}]"#, "not a JSON object"),
+        (br#"{"code": "E", "message": "m"}"#, "no `logs`"),
+        (br#"{"logs": {}}"#, "not an array"),
+        (br#"{"logs": [], "nextToken": 5}"#, "not a string"),
+        (br#"{"logs": []} {"logs": []}"#, "content after"),
+        (b"", "not a JSON object"),
+    ] {
+        let err = page_token(bad).unwrap_err();
+        assert!(err.contains(why), "{}: {err}", String::from_utf8_lossy(bad));
+    }
 }
