@@ -354,32 +354,20 @@ fn an_open_day_is_provisional_and_replaced_by_every_run() {
 fn a_day_fetched_as_parallel_windows_is_written_exactly_as_one_chain_writes_it() {
     let sim = Sim::start(&["--seed", "7", "--mail-rows-per-day", "2500"]);
     let (days, from, to) = three_days();
-    let one = tempfile::tempdir().unwrap();
-    let res = run_mail(
-        &sim,
-        one.path(),
-        &from,
-        &to,
-        &[
+    let run_with = |windows: &str| {
+        let out = tempfile::tempdir().unwrap();
+        let env = [
             ("MAIL_DELIVERY_MAX_ITEMS", "300"),
-            ("MAIL_DELIVERY_PARALLEL_WINDOWS", "1"),
-        ],
-    );
-    assert_eq!(res.status.code(), Some(0));
+            ("MAIL_DELIVERY_PARALLEL_WINDOWS", windows),
+        ];
+        let res = run_mail(&sim, out.path(), &from, &to, &env);
+        assert_eq!(res.status.code(), Some(0), "parallel_windows {windows}");
+        out
+    };
+    let one = run_with("1");
     assert_matches_truth(&sim, &one.path().join("mail_delivery"), &days);
     for windows in ["4", "24"] {
-        let many = tempfile::tempdir().unwrap();
-        let res = run_mail(
-            &sim,
-            many.path(),
-            &from,
-            &to,
-            &[
-                ("MAIL_DELIVERY_MAX_ITEMS", "300"),
-                ("MAIL_DELIVERY_PARALLEL_WINDOWS", windows),
-            ],
-        );
-        assert_eq!(res.status.code(), Some(0), "parallel_windows {windows}");
+        let many = run_with(windows);
         assert_same_parquet_content(&one.path().join("mail_delivery"), &many.path().join("mail_delivery"));
     }
 }

@@ -87,6 +87,40 @@ pub fn split_inclusive(start: i64, end: i64, parts: usize) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// One request window of a unit: its bounds as the API writes them, and how messages name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestWindow {
+    pub start: String,
+    pub end: String,
+    /// ` (window <start>..<end>)` when the unit has several windows, empty otherwise.
+    pub label: String,
+}
+
+/// The unit's window `start..=end` (as the API writes its bounds) cut into `parts` request
+/// windows with [`split_inclusive`]; `parse` reads a bound as a count of the API's resolution
+/// (minutes, milliseconds) and `format` writes one back. One part returns the bounds unchanged.
+pub fn request_windows(
+    (start, end): (&str, &str),
+    parts: usize,
+    parse: impl Fn(&str) -> Option<i64>,
+    format: impl Fn(i64) -> Option<String>,
+) -> Result<Vec<RequestWindow>, String> {
+    let window = |start: String, end: String, label: String| RequestWindow { start, end, label };
+    if parts <= 1 {
+        return Ok(vec![window(start.into(), end.into(), String::new())]);
+    }
+    let read = |v: &str| parse(v).ok_or_else(|| format!("planned bound {v:?} is unreadable"));
+    let write = |n: i64| format(n).ok_or_else(|| format!("bound {n} is out of range"));
+    split_inclusive(read(start)?, read(end)?, parts)
+        .into_iter()
+        .map(|(a, b)| {
+            let (a, b) = (write(a)?, write(b)?);
+            let label = format!(" (window {a}..{b})");
+            Ok(window(a, b, label))
+        })
+        .collect()
+}
+
 fn lock(m: &std::sync::Mutex<FetchStats>) -> std::sync::MutexGuard<'_, FetchStats> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -117,8 +151,8 @@ impl WindowPages {
 /// pages to `out` in window order, named `page 1`, `page 2`... in that order. Each window may
 /// queue `prefetch` pages ahead of the one being handed on. The first window to fail fails the
 /// unit at once (the others are dropped, so their requests stop); a window asking for the unit
-/// to restart carries that request up unchanged. Returns the windows' counters added up, with
-/// `payloads` the pages sent.
+/// to restart carries that request up, with the counters of the windows finished so far added.
+/// Returns the windows' counters added up, with `payloads` the pages sent.
 pub async fn fetch_windows<W, F, Fut>(
     windows: Vec<W>,
     prefetch: usize,
@@ -208,6 +242,29 @@ mod tests {
             assert_eq!(w.last().unwrap().1, 87_399_999);
             assert!(w.windows(2).all(|p| p[1].0 == p[0].1 + 1 && p[0].0 <= p[0].1));
         }
+    }
+
+    #[test]
+    fn request_windows_keep_one_window_verbatim_and_label_several() {
+        let parse = |v: &str| v.parse().ok();
+        let format = |n: i64| Some(n.to_string());
+        let one = request_windows(("0", "9"), 1, parse, format).unwrap();
+        assert_eq!(
+            one,
+            [RequestWindow {
+                start: "0".into(),
+                end: "9".into(),
+                label: String::new()
+            }]
+        );
+        let two = request_windows(("0", "9"), 2, parse, format).unwrap();
+        let bounds: Vec<_> = two
+            .iter()
+            .map(|w| (w.start.as_str(), w.end.as_str(), w.label.as_str()))
+            .collect();
+        assert_eq!(bounds, [("0", "4", " (window 0..4)"), ("5", "9", " (window 5..9)")]);
+        let err = request_windows(("x", "9"), 2, parse, format).unwrap_err();
+        assert!(err.contains("\"x\""), "{err}");
     }
 
     fn sender() -> (PayloadSender, mpsc::Receiver<etl_core::Payload>) {

@@ -108,29 +108,6 @@ impl MailDelivery {
         form
     }
 
-    /// The unit's `StartDate`..=`EndDate` cut into `parallel_windows` consecutive request
-    /// windows of whole minutes (the API's resolution), each `(StartDate, EndDate)`.
-    fn windows(&self, unit: &Unit) -> Result<Vec<(String, String)>, StageError> {
-        let (start, end) = (&unit.params["StartDate"], &unit.params["EndDate"]);
-        if self.cfg.parallel_windows <= 1 {
-            return Ok(vec![(start.clone(), end.clone())]);
-        }
-        let minute = |v: &str| {
-            chrono::NaiveDateTime::parse_from_str(v, MINUTE)
-                .map(|t| t.and_utc().timestamp() / 60)
-                .map_err(|e| StageError::internal(format!("unit {}: planned date {v:?}: {e}", unit.id)))
-        };
-        let at = |m: i64| {
-            DateTime::from_timestamp(m * 60, 0)
-                .map(|t| t.format(MINUTE).to_string())
-                .ok_or_else(|| StageError::internal(format!("unit {}: minute {m} out of range", unit.id)))
-        };
-        paging::split_inclusive(minute(start)?, minute(end)?, self.cfg.parallel_windows)
-            .into_iter()
-            .map(|(a, b)| Ok((at(a)?, at(b)?)))
-            .collect()
-    }
-
     async fn fetch_unit(&self, unit: &Unit, mut out: PayloadSender) -> Result<FetchStats, StageError> {
         // Marked sensitive so that no debug output of the request shows it.
         let mut auth = etl_http::reqwest::header::HeaderValue::from_str(self.cfg.token.expose()).map_err(|_| {
@@ -138,37 +115,49 @@ impl MailDelivery {
         })?;
         auth.set_sensitive(true);
         let windows = self.windows(unit)?;
-        let several = windows.len() > 1;
-        paging::fetch_windows(windows, PREFETCH_PAGES, &mut out, |(start, end), pages| {
-            let auth = auth.clone();
-            async move {
-                let label = if several {
-                    format!(" (window {start}..{end})")
-                } else {
-                    String::new()
-                };
-                self.fetch_window(unit, (&start, &end), &label, auth, pages).await
-            }
+        paging::fetch_windows(windows, PREFETCH_PAGES, &mut out, |window, pages| {
+            self.fetch_window(unit, window, auth.clone(), pages)
         })
         .await
+    }
+
+    /// The unit's `StartDate`..=`EndDate` cut into `parallel_windows` request windows of whole
+    /// minutes (the API's resolution).
+    fn windows(&self, unit: &Unit) -> Result<Vec<paging::RequestWindow>, StageError> {
+        paging::request_windows(
+            (&unit.params["StartDate"], &unit.params["EndDate"]),
+            self.cfg.parallel_windows,
+            |v| {
+                let t = chrono::NaiveDateTime::parse_from_str(v, MINUTE).ok()?;
+                Some(t.and_utc().timestamp() / 60)
+            },
+            |m| {
+                Some(
+                    DateTime::from_timestamp(m.checked_mul(60)?, 0)?
+                        .format(MINUTE)
+                        .to_string(),
+                )
+            },
+        )
+        .map_err(|e| StageError::internal(format!("unit {}: {e}", unit.id)))
     }
 
     /// Follows one request window's NextToken chain to its end.
     async fn fetch_window(
         &self,
         unit: &Unit,
-        window: (&str, &str),
-        label: &str,
+        window: paging::RequestWindow,
         auth: etl_http::reqwest::header::HeaderValue,
         pages: paging::WindowPages,
     ) -> Result<FetchStats, StageError> {
+        let label = &window.label;
         let url = self.client.redactor().redact_url(&self.cfg.url);
         let mut stats = FetchStats::default();
         let mut paging = TokenPaging::default();
         // The window's page number, for messages (the payload names number the unit's pages).
         let mut page = 1;
         loop {
-            let form = self.form(window, paging.token());
+            let form = self.form((&window.start, &window.end), paging.token());
             let what = format!("mail_delivery {} page {page}{label}", unit.id);
             let resp = self
                 .client

@@ -295,3 +295,30 @@ async fn a_500_to_a_token_request_is_retried_not_a_restart() {
     assert_eq!((stats.requests, stats.retries, stats.payloads), (3, 1, 2));
     assert_eq!(pages.len(), 2);
 }
+
+#[test]
+fn parallel_windows_cut_the_day_into_whole_minutes_and_count_in_the_cost() {
+    let mut s = source("http://127.0.0.1:1", None);
+    s.cfg.parallel_windows = 4;
+    let plan = s
+        .plan(&PlanRequest {
+            from: t("2025-09-10T00:00:00Z"),
+            to: t("2025-09-11T00:00:00Z"),
+            now: t("2025-09-12T06:00:00Z"),
+            settle: Duration::from_secs(3600),
+        })
+        .unwrap();
+    let unit = &plan.units[0];
+    let windows: Vec<_> = s.windows(unit).unwrap().into_iter().map(|w| (w.start, w.end)).collect();
+    let w = |a: &str, b: &str| (format!("2025-09-10T{a}"), format!("2025-09-10T{b}"));
+    assert_eq!(
+        windows,
+        [
+            w("00:00", "05:59"),
+            w("06:00", "11:59"),
+            w("12:00", "17:59"),
+            w("18:00", "23:59")
+        ]
+    );
+    assert_eq!(s.cost(unit).unwrap().requests, 4);
+}

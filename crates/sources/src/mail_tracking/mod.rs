@@ -151,39 +151,22 @@ impl MailTracking {
         q
     }
 
-    /// The unit's `start`..=`end` cut into `parallel_windows` consecutive windows of whole
-    /// milliseconds, each `(start, end)` as the API writes them.
-    fn windows(&self, unit: &Unit) -> Result<Vec<(String, String)>, StageError> {
-        let (start, end) = (&unit.params["start"], &unit.params["end"]);
-        if self.cfg.parallel_windows <= 1 {
-            return Ok(vec![(start.clone(), end.clone())]);
-        }
-        let ms = |v: &str| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.timestamp_millis())
-                .map_err(|e| StageError::internal(format!("unit {}: planned time {v:?}: {e}", unit.id)))
-        };
-        let at = |m: i64| {
-            DateTime::from_timestamp_millis(m)
-                .map(iso_ms)
-                .ok_or_else(|| StageError::internal(format!("unit {}: time {m} out of range", unit.id)))
-        };
-        paging::split_inclusive(ms(start)?, ms(end)?, self.cfg.parallel_windows)
-            .into_iter()
-            .map(|(a, b)| Ok((at(a)?, at(b)?)))
-            .collect()
+    /// The unit's `start`..=`end` cut into `parallel_windows` request windows of whole
+    /// milliseconds.
+    fn windows(&self, unit: &Unit) -> Result<Vec<paging::RequestWindow>, StageError> {
+        paging::request_windows(
+            (&unit.params["start"], &unit.params["end"]),
+            self.cfg.parallel_windows,
+            |v| Some(DateTime::parse_from_rfc3339(v).ok()?.timestamp_millis()),
+            |ms| DateTime::from_timestamp_millis(ms).map(iso_ms),
+        )
+        .map_err(|e| StageError::internal(format!("unit {}: {e}", unit.id)))
     }
 
     async fn fetch_unit(&self, unit: &Unit, mut out: PayloadSender) -> Result<FetchStats, StageError> {
         let windows = self.windows(unit)?;
-        let several = windows.len() > 1;
-        paging::fetch_windows(windows, PREFETCH_PAGES, &mut out, |(start, end), pages| async move {
-            let label = if several {
-                format!(" (window {start}..{end})")
-            } else {
-                String::new()
-            };
-            self.fetch_window(unit, (&start, &end), &label, pages).await
+        paging::fetch_windows(windows, PREFETCH_PAGES, &mut out, |window, pages| {
+            self.fetch_window(unit, window, pages)
         })
         .await
     }
@@ -192,17 +175,17 @@ impl MailTracking {
     async fn fetch_window(
         &self,
         unit: &Unit,
-        window: (&str, &str),
-        label: &str,
+        window: paging::RequestWindow,
         pages: paging::WindowPages,
     ) -> Result<FetchStats, StageError> {
+        let label = &window.label;
         let url = self.client.redactor().redact_url(&self.endpoint);
         let mut stats = FetchStats::default();
         let mut paging = TokenPaging::default();
         // The window's page number, for messages (the payload names number the unit's pages).
         let mut page = 1;
         loop {
-            let query = self.query(unit, window, paging.token());
+            let query = self.query(unit, (&window.start, &window.end), paging.token());
             let what = format!("mail_tracking {} page {page}{label}", unit.id);
             let resp = self
                 .client

@@ -358,3 +358,28 @@ fn the_page_token_is_read_from_the_top_level_only() {
         assert!(err.contains(why), "{}: {err}", String::from_utf8_lossy(bad));
     }
 }
+
+#[test]
+fn parallel_windows_cut_the_day_into_whole_milliseconds_and_count_in_the_cost() {
+    let mut s = source("http://127.0.0.1:1", &[]);
+    s.cfg.parallel_windows = 3;
+    let plan = s
+        .plan(&req(
+            "2025-09-10T00:00:00Z",
+            "2025-09-11T00:00:00Z",
+            "2025-09-12T06:00:00Z",
+        ))
+        .unwrap();
+    let unit = &plan.units[0];
+    let windows: Vec<_> = s.windows(unit).unwrap().into_iter().map(|w| (w.start, w.end)).collect();
+    let w = |a: &str, b: &str| (format!("2025-09-10T{a}Z"), format!("2025-09-10T{b}Z"));
+    assert_eq!(
+        windows,
+        [
+            w("00:00:00.000", "07:59:59.999"),
+            w("08:00:00.000", "15:59:59.999"),
+            w("16:00:00.000", "23:59:59.999")
+        ]
+    );
+    assert_eq!(s.cost(unit).unwrap().requests, 3);
+}
