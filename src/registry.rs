@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use etl_config::{PipelineConfig, SinkConfig, SourceConfig, TransformConfig};
+use etl_config::{ParquetStatistics, PipelineConfig, SinkConfig, SourceConfig, TransformConfig};
 use etl_core::{Format, MemoryState, Pipeline, Secret, Sink, Source, StateStore, Transform};
 use etl_http::{Client, HttpConfig, Redactor};
-use etl_sink::{JsonlSink, ParquetSink, ParquetSinkOptions, S3Options};
+use etl_sink::{EnabledStatistics, JsonlSink, ParquetSink, ParquetSinkOptions, S3Options};
 
 /// A loaded pipeline, with its config kept for messages and summaries.
 pub struct Prepared {
@@ -104,6 +104,13 @@ fn build(file: &Path, mode: Mode, rate_share: Option<u32>) -> anyhow::Result<Pre
                 time_column: format.time_column().to_string(),
                 compression_level: c.compression_level,
                 row_group_rows: c.row_group_rows,
+                statistics: match c.statistics {
+                    ParquetStatistics::None => EnabledStatistics::None,
+                    ParquetStatistics::Chunk => EnabledStatistics::Chunk,
+                    ParquetStatistics::Page => EnabledStatistics::Page,
+                },
+                dictionary: c.dictionary,
+                plain_columns: c.plain_columns.clone(),
                 max_file_size: c.max_file_size.0,
                 max_open_files: c.max_open_files,
             };
@@ -179,8 +186,20 @@ fn check_schema(
             .output_schema(&schema)
             .map_err(|e| anyhow::anyhow!("{}: transform {}: {e}", file.display(), t.describe()))?;
     }
-    if matches!(sink, SinkConfig::Jsonl(_)) {
+    let SinkConfig::Parquet(parquet) = sink else {
         return Ok(());
+    };
+    if let Some(missing) = parquet
+        .plain_columns
+        .iter()
+        .find(|c| schema.column_with_name(c).is_none())
+    {
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        anyhow::bail!(
+            "{}: sink.plain_columns: `{missing}` is not a column of the records the sink receives (columns: {})",
+            file.display(),
+            names.join(", ")
+        );
     }
     let time_column = format.time_column();
     anyhow::ensure!(

@@ -134,3 +134,77 @@ fn transforms_apply_end_to_end() {
             .all(|v| v.is_some_and(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())))
     );
 }
+
+#[test]
+fn a_plain_column_the_transforms_drop_fails_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "plain.yaml",
+        "source:\n  type: mail_delivery\n  url: http://x/\n  token: t\ntransforms:\n  - drop: [detail]\nsink:\n  type: parquet\n  url: /tmp/x\n  plain_columns: [detail]\n",
+    );
+    let res = etl(&["validate", &file], &[]);
+    assert_eq!(res.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{file}: sink.plain_columns: `detail` is not a column of the records the sink receives (columns: delivered_at,"
+        )),
+        "{stderr}"
+    );
+}
+
+/// The sink's `statistics`, `dictionary` and `plain_columns`, set in a pipeline file, are what
+/// the written files carry; the rows are the simulator's either way.
+#[test]
+fn writer_encoding_options_reach_the_files() {
+    let sim = Sim::start(&["--seed", "2", "--mail-rows-per-day", "500"]);
+    let day = sim.mail_day_with_records(3);
+    let from = day.to_string();
+    let to = (day + chrono::Days::new(1)).to_string();
+    for (options, stats, page_index) in [
+        ("  statistics: none\n  plain_columns: [transaction_id]\n", false, false),
+        ("  statistics: chunk\n  dictionary: false\n", true, false),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let file = write(
+            out.path(),
+            "p.yaml",
+            &format!(
+                "source:\n  type: mail_delivery\n  url: {}\n  token: sim-mail-token\nsink:\n  type: parquet\n  url: {}/ds\n{options}",
+                sim.mail_url(),
+                out.path().display()
+            ),
+        );
+        let res = etl(&["run", &file, "--from", &from, "--to", &to], &[]);
+        assert_eq!(res.status.code(), Some(0), "{}", String::from_utf8_lossy(&res.stderr));
+        let files = parquet_files(&out.path().join("ds"));
+        assert!(!files.is_empty());
+        let mut rows = 0;
+        for f in &files {
+            let reader = std::fs::File::open(f).unwrap();
+            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(reader).unwrap();
+            let meta = builder.metadata().clone();
+            let columns = meta.file_metadata().schema_descr();
+            for rg in meta.row_groups() {
+                for (i, c) in rg.columns().iter().enumerate() {
+                    let name = columns.column(i).path().string();
+                    assert_eq!(c.statistics().is_some(), stats, "{name} statistics with {options:?}");
+                    assert_eq!(
+                        c.column_index_offset().is_some(),
+                        page_index,
+                        "{name} page index with {options:?}"
+                    );
+                    let dictionary = !options.contains("dictionary: false") && name != "transaction_id";
+                    assert_eq!(
+                        c.dictionary_page_offset().is_some(),
+                        dictionary,
+                        "{name} dictionary with {options:?}"
+                    );
+                }
+            }
+            rows += builder.build().unwrap().map(|b| b.unwrap().num_rows()).sum::<usize>();
+        }
+        assert_eq!(rows as u64, sim.mail_day(day)["rows"].as_u64().unwrap(), "{options:?}");
+    }
+}

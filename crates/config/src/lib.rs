@@ -61,7 +61,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use etl_core::{BadRecordPolicy, Secret, UnknownFieldPolicy};
 pub use pipeline::PipelineConfig;
 pub use settings::{HttpSettings, RuntimeConfig};
-pub use sink::{JsonlSinkConfig, ParquetSinkConfig, S3Config, SinkConfig};
+pub use sink::{JsonlSinkConfig, ParquetSinkConfig, ParquetStatistics, S3Config, SinkConfig};
 pub use source::{
     AuditLogConfig, CdnLogsConfig, DeliveryStatus, Direction, MailDeliveryConfig, MailTrackingConfig, SourceConfig,
     TrafficType, WebdavLogsConfig,

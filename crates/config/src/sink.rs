@@ -8,7 +8,7 @@ use serde::de::{self, Deserializer, MapAccess};
 use crate::bytesize::ByteSize;
 use etl_core::Secret;
 
-use crate::de::{Tagged, int_in, non_empty_secret, non_empty_string, positive_usize, str_with, tagged};
+use crate::de::{Tagged, column_list, int_in, non_empty_secret, non_empty_string, positive_usize, str_with, tagged};
 
 /// Where batches are written. Written as a mapping whose first key is `type`:
 ///
@@ -74,6 +74,25 @@ pub struct ParquetSinkConfig {
     /// `row_group_rows` (optional, >= 1, default 262144): rows per Parquet row group.
     #[serde(default = "default_row_group_rows", deserialize_with = "positive_usize")]
     pub row_group_rows: usize,
+    /// `statistics` (optional, `none`, `chunk` or `page`, default `page`): the min/max and null
+    /// counts written. `chunk` keeps them per column chunk (row-group pruning); `page` adds the
+    /// page index, so a reader can skip pages inside a row group too. The three measured within
+    /// noise of each other in time and size on the mail, tracking and CDN benchmarks
+    /// (BENCHMARKS.md), so the most useful one is the default; `none` leaves readers nothing to
+    /// prune with.
+    #[serde(default)]
+    pub statistics: ParquetStatistics,
+    /// `dictionary` (optional, default true): dictionary-encode columns. A column chunk whose
+    /// dictionary outgrows 1 MiB falls back to plain encoding by itself, so high-cardinality
+    /// columns cost little; false writes every column plain.
+    #[serde(default = "default_dictionary")]
+    pub dictionary: bool,
+    /// `plain_columns` (optional, a list of top-level column names, default none): columns
+    /// written without a dictionary even when `dictionary` is true, such as ids that never
+    /// repeat. A name that is not a column of the records reaching the sink (after the
+    /// transforms) is refused when the pipeline is loaded.
+    #[serde(default, deserialize_with = "column_list")]
+    pub plain_columns: Vec<String>,
     /// `max_file_size` (optional, a size such as `512MiB` or `1GB`, default 512MiB): a file is
     /// closed and the next part started once it reaches this size.
     #[serde(default = "default_max_file_size", deserialize_with = "positive_size")]
@@ -87,6 +106,19 @@ pub struct ParquetSinkConfig {
     /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...); a key set here wins over its variable.
     #[serde(default)]
     pub s3: S3Config,
+}
+
+/// The parquet sink's `statistics` level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetStatistics {
+    /// No statistics.
+    None,
+    /// Per column chunk.
+    Chunk,
+    /// Per column chunk and per page (the page index).
+    #[default]
+    Page,
 }
 
 /// `type: jsonl`: one JSON object per record and line (timestamps as RFC 3339 UTC strings,
@@ -220,6 +252,9 @@ fn default_compression_level() -> i32 {
 }
 fn default_row_group_rows() -> usize {
     262_144
+}
+fn default_dictionary() -> bool {
+    true
 }
 fn default_max_file_size() -> ByteSize {
     ByteSize(512 << 20)

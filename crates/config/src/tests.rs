@@ -29,6 +29,9 @@ sink:
   url: ${ETL_OUT:-./data}/mail_delivery
   compression_level: 3
   row_group_rows: 100000
+  statistics: chunk
+  dictionary: true
+  plain_columns: [recipient]
   max_file_size: 128MiB
   max_open_files: 8
 runtime:
@@ -127,6 +130,9 @@ fn full_example_reads_every_key() {
             url: "./data/mail_delivery".into(),
             compression_level: 3,
             row_group_rows: 100_000,
+            statistics: ParquetStatistics::Chunk,
+            dictionary: true,
+            plain_columns: vec!["recipient".into()],
             max_file_size: ByteSize(128 << 20),
             max_open_files: 8,
             s3: S3Config::default(),
@@ -183,6 +189,9 @@ fn defaults_fill_what_is_left_out() {
     };
     assert_eq!(sink.compression_level, 1);
     assert_eq!(sink.row_group_rows, 262_144);
+    assert_eq!(sink.statistics, ParquetStatistics::Page);
+    assert!(sink.dictionary);
+    assert!(sink.plain_columns.is_empty());
     assert_eq!(sink.max_file_size, ByteSize(512 << 20));
     assert_eq!(sink.max_open_files, 16);
     assert_eq!(cfg.runtime, RuntimeConfig::default());
@@ -276,8 +285,8 @@ fn typo_inside_sink_points_at_the_key() {
     let text = FULL.replace("  max_open_files: 8", "  max_opne_files: 8");
     assert_eq!(
         error(&text),
-        "pipelines/mail.yaml:23:3: unknown key `max_opne_files` in `sink` (parquet); expected one of: url, \
-         compression_level, row_group_rows, max_file_size, max_open_files, s3"
+        "pipelines/mail.yaml:26:3: unknown key `max_opne_files` in `sink` (parquet); expected one of: url, \
+         compression_level, row_group_rows, statistics, dictionary, plain_columns, max_file_size, max_open_files, s3"
     );
 }
 
@@ -455,6 +464,14 @@ fn numbers_out_of_range_point_at_the_value() {
     assert_eq!(
         error(&format!("{MINIMAL}  compression_level: 23\n")),
         "pipelines/mail.yaml:8:22: sink.compression_level: must be between 1 and 22 (got 23)"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}  statistics: rows\n")),
+        "pipelines/mail.yaml:8:15: unknown value `rows` for `sink.statistics`; expected one of: none, chunk, page"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}  plain_columns: [id, id]\n")),
+        "pipelines/mail.yaml:8:23: sink.plain_columns[1]: duplicate column `id`"
     );
     assert_eq!(
         error(&format!("{MINIMAL}  max_file_size: 0\n")),

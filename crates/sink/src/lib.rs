@@ -77,5 +77,6 @@ mod tests;
 pub use error::SinkError;
 pub use jsonl::{JsonlError, JsonlSink, JsonlTarget, utc_fixed_offset};
 pub use manifest::{Manifest, ManifestFile};
+pub use parquet::file::properties::EnabledStatistics;
 pub use sink::{ParquetSink, ParquetSinkOptions, S3Options};
 pub use state::ObjectStoreState;

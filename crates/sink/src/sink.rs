@@ -23,11 +23,12 @@ use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::async_writer::AsyncFileWriter;
+use parquet::arrow::{ArrowSchemaConverter, AsyncArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::SinkError;
@@ -56,6 +57,12 @@ pub struct ParquetSinkOptions {
     pub compression_level: i32,
     /// Rows per row group (DuckDB reads 100k-1M row groups best).
     pub row_group_rows: usize,
+    /// Statistics written: none, per column chunk, or per chunk and page (the page index).
+    pub statistics: EnabledStatistics,
+    /// Dictionary-encode columns (each falls back to plain once its dictionary passes 1 MiB).
+    pub dictionary: bool,
+    /// Top-level columns written without a dictionary even when `dictionary` is on.
+    pub plain_columns: Vec<String>,
     /// A file rolls to the next part once it passes this many bytes.
     pub max_file_size: u64,
     /// Files open at once per unit; beyond it the least recently used one is completed and a
@@ -69,6 +76,9 @@ impl Default for ParquetSinkOptions {
             time_column: "time".to_string(),
             compression_level: 1,
             row_group_rows: 262_144,
+            statistics: EnabledStatistics::Page,
+            dictionary: true,
+            plain_columns: Vec::new(),
             max_file_size: 512 * 1024 * 1024,
             max_open_files: 16,
         }
@@ -90,21 +100,58 @@ impl ParquetSinkOptions {
         if self.max_open_files == 0 {
             return bad("max_open_files must be at least 1");
         }
-        self.writer_properties().map(|_| ())
+        self.writer_properties(None).map(|_| ())
     }
 
-    fn writer_properties(&self) -> Result<WriterProperties, SinkError> {
+    /// The writer settings; with the files' `schema`, `plain_columns` are resolved against it.
+    fn writer_properties(&self, schema: Option<&Schema>) -> Result<WriterProperties, SinkError> {
         let level = ZstdLevel::try_new(self.compression_level)
             .map_err(|e| SinkError::Options(format!("compression_level {}: {e}", self.compression_level)))?;
         // Arrow `Timestamp(Microsecond, "UTC")` maps to TIMESTAMP(MICROS, isAdjustedToUTC=true)
         // as long as types are not coerced; the Arrow schema is embedded too (the default), so
         // Arrow readers get the exact type back.
-        Ok(WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.row_group_rows))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_coerce_types(false)
-            .build())
+            .set_statistics_enabled(self.statistics)
+            .set_dictionary_enabled(self.dictionary)
+            .set_coerce_types(false);
+        if let Some(schema) = schema {
+            for column in self.plain_columns(schema)? {
+                props = props.set_column_dictionary_enabled(column, false);
+            }
+        }
+        Ok(props.build())
+    }
+
+    /// The leaf columns of `plain_columns` in `schema` (a list or struct column has several),
+    /// or an error naming a column the schema does not have.
+    fn plain_columns(&self, schema: &Schema) -> Result<Vec<ColumnPath>, SinkError> {
+        if self.plain_columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(missing) = self.plain_columns.iter().find(|c| schema.field_with_name(c).is_err()) {
+            let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(SinkError::Options(format!(
+                "plain_columns: `{missing}` is not a column of the files (columns: {})",
+                names.join(", ")
+            )));
+        }
+        let descr = ArrowSchemaConverter::new()
+            .with_coerce_types(false)
+            .convert(schema)
+            .map_err(|e| SinkError::Options(format!("plain_columns: {e}")))?;
+        Ok(descr
+            .columns()
+            .iter()
+            .filter(|c| {
+                c.path()
+                    .parts()
+                    .first()
+                    .is_some_and(|top| self.plain_columns.contains(top))
+            })
+            .map(|c| c.path().clone())
+            .collect())
     }
 }
 
@@ -293,8 +340,6 @@ impl ParquetSink {
     async fn begin(&self, unit: &Unit, schema: SchemaRef) -> Result<ParquetUnitWriter, SinkError> {
         layout::check_unit_id(&unit.id)?;
         self.opts.check()?;
-        let props = self.opts.writer_properties()?;
-
         let mut partitions = Vec::with_capacity(unit.partitions.len());
         let mut dropped: HashSet<String> = HashSet::from([layout::DT.to_string()]);
         for (key, value) in &unit.partitions {
@@ -333,6 +378,7 @@ impl ParquetSink {
             time_error(format!("not in the schema (columns: {})", names.join(", ")))
         })?;
         check_time_type(file_schema.field(time_index).data_type()).map_err(time_error)?;
+        let props = self.opts.writer_properties(Some(&file_schema))?;
 
         self.remove_unfinished_attempt(&unit.id).await?;
         let manifest_location = layout::meta_object(&self.root, MetaKind::Manifests, &unit.id);

@@ -22,7 +22,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::layout::MICROS_PER_DAY;
 use crate::s3_server;
-use crate::{Manifest, ParquetSink, ParquetSinkOptions};
+use crate::{EnabledStatistics, Manifest, ParquetSink, ParquetSinkOptions};
 
 /// 2025-09-11 and 2025-09-12, in days since the epoch.
 const D1: i64 = 20_342;
@@ -1106,3 +1106,120 @@ conformance!(
     a_commit_that_lost_the_race_keeps_the_winner,
     a_failed_part_aborts_the_upload,
 );
+
+/// The writer's statistics and dictionary settings, read back from the file's metadata: page
+/// statistics come with a page index, chunk statistics without one, none with neither; a
+/// dictionary page exists exactly for the columns that keep a dictionary. The rows read back
+/// are the same whatever the encoding.
+#[tokio::test]
+async fn statistics_and_dictionary_follow_the_options() {
+    struct Want {
+        stats: bool,
+        page_index: bool,
+        dictionary: [bool; 3],
+    }
+    let cases = [
+        (
+            opts(),
+            Want {
+                stats: true,
+                page_index: true,
+                dictionary: [true; 3],
+            },
+        ),
+        (
+            ParquetSinkOptions {
+                statistics: EnabledStatistics::Chunk,
+                ..opts()
+            },
+            Want {
+                stats: true,
+                page_index: false,
+                dictionary: [true; 3],
+            },
+        ),
+        (
+            ParquetSinkOptions {
+                statistics: EnabledStatistics::None,
+                ..opts()
+            },
+            Want {
+                stats: false,
+                page_index: false,
+                dictionary: [true; 3],
+            },
+        ),
+        (
+            ParquetSinkOptions {
+                dictionary: false,
+                ..opts()
+            },
+            Want {
+                stats: true,
+                page_index: true,
+                dictionary: [false; 3],
+            },
+        ),
+        (
+            ParquetSinkOptions {
+                plain_columns: vec!["msg".into()],
+                ..opts()
+            },
+            Want {
+                stats: true,
+                page_index: true,
+                dictionary: [true, true, false],
+            },
+        ),
+    ];
+    let rows = batch(&day_rows(D1, 0..50));
+    for (options, want) in cases {
+        let label = format!("{options:?}");
+        let fx = Fixture::memory();
+        let sink = fx.sink(options);
+        let mut w = begin(&sink, &unit("u")).await;
+        write_all(&mut w, vec![rows.clone()]).await;
+        w.commit(UnitSummary::default()).await.unwrap();
+
+        let builder = ParquetRecordBatchReaderBuilder::try_new(fx.bytes("dt=2025-09-11/u-0000.parquet").await).unwrap();
+        let row_group = builder.metadata().row_group(0);
+        for (i, dictionary) in want.dictionary.iter().enumerate() {
+            let column = row_group.column(i);
+            assert_eq!(
+                column.statistics().is_some(),
+                want.stats,
+                "column {i} statistics, {label}"
+            );
+            assert_eq!(
+                column.column_index_offset().is_some(),
+                want.page_index,
+                "column {i} page index, {label}"
+            );
+            assert_eq!(
+                column.dictionary_page_offset().is_some(),
+                *dictionary,
+                "column {i} dictionary, {label}"
+            );
+        }
+        let read: Vec<RecordBatch> = builder.build().unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(read.len(), 1, "{label}");
+        assert_eq!(read[0].columns(), rows.columns(), "{label}");
+    }
+}
+
+/// A `plain_columns` name the files do not have fails the unit before anything is written,
+/// naming the column and the ones there are.
+#[tokio::test]
+async fn an_unknown_plain_column_is_refused_by_name() {
+    let fx = Fixture::memory();
+    let sink = fx.sink(ParquetSinkOptions {
+        plain_columns: vec!["message_id".into()],
+        ..opts()
+    });
+    let err = sink.begin_unit(&unit("u"), schema()).await.err().expect("refused");
+    assert_eq!(
+        err.to_string(),
+        "parquet sink options: plain_columns: `message_id` is not a column of the files (columns: delivered_at, n, msg)"
+    );
+    assert!(fx.parquet_files().await.is_empty());
+}

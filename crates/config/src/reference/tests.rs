@@ -216,6 +216,16 @@ fn loaded_defaults() -> BTreeMap<&'static str, Get> {
         ("sink/parquet.row_group_rows", |c| {
             Some(sink!(c, Parquet).row_group_rows.to_string())
         }),
+        ("sink/parquet.statistics", |c| {
+            Some(format!("{:?}", sink!(c, Parquet).statistics).to_lowercase())
+        }),
+        ("sink/parquet.dictionary", |c| {
+            Some(sink!(c, Parquet).dictionary.to_string())
+        }),
+        ("sink/parquet.plain_columns", |c| {
+            let p = &sink!(c, Parquet).plain_columns;
+            (!p.is_empty()).then(|| p.join(", "))
+        }),
         ("sink/parquet.max_file_size", |c| {
             Some(sink!(c, Parquet).max_file_size.to_string())
         }),
