@@ -45,47 +45,42 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
+/// Writes `text` as a pipeline file and runs `etl validate` on it, which must refuse it with
+/// exit 2; returns the file's path and stderr.
+fn refused_by_validate(name: &str, text: &str) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), name, text);
+    let res = etl(&["validate", &file], &[]);
+    assert_eq!(res.status.code(), Some(2), "{file} was not refused");
+    (file, String::from_utf8_lossy(&res.stderr).into_owned())
+}
+
 #[test]
 fn a_typo_is_reported_with_file_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = write(
-        dir.path(),
+    let (file, stderr) = refused_by_validate(
         "typo.yaml",
         "source:\n  type: mail_delivery\n  url: http://x/\n  tokn: abc\nsink:\n  type: parquet\n  url: /tmp/x\n",
     );
-    let res = etl(&["validate", &file], &[]);
-    assert_eq!(res.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(stderr.contains(&format!("{file}:4:3")), "{stderr}");
     assert!(stderr.contains("tokn"), "{stderr}");
 }
 
 #[test]
 fn a_missing_variable_is_reported_with_file_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = write(
-        dir.path(),
+    let (file, stderr) = refused_by_validate(
         "env.yaml",
         "source:\n  type: mail_delivery\n  url: http://x/\n  token: ${ETL_TEST_SURELY_UNSET_TOKEN}\nsink:\n  type: parquet\n  url: /tmp/x\n",
     );
-    let res = etl(&["validate", &file], &[]);
-    assert_eq!(res.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(stderr.contains(&format!("{file}:4:10")), "{stderr}");
     assert!(stderr.contains("ETL_TEST_SURELY_UNSET_TOKEN"), "{stderr}");
 }
 
 #[test]
 fn a_transform_on_a_missing_column_fails_validation() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = write(
-        dir.path(),
+    let (_, stderr) = refused_by_validate(
         "t.yaml",
         "source:\n  type: mail_delivery\n  url: http://x/\n  token: t\ntransforms:\n  - drop: [no_such_column]\nsink:\n  type: parquet\n  url: /tmp/x\n",
     );
-    let res = etl(&["validate", &file], &[]);
-    assert_eq!(res.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(
         stderr.contains("no_such_column") && stderr.contains("does not exist"),
         "{stderr}"
@@ -137,15 +132,10 @@ fn transforms_apply_end_to_end() {
 
 #[test]
 fn a_plain_column_the_transforms_drop_fails_validation() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = write(
-        dir.path(),
+    let (file, stderr) = refused_by_validate(
         "plain.yaml",
         "source:\n  type: mail_delivery\n  url: http://x/\n  token: t\ntransforms:\n  - drop: [detail]\nsink:\n  type: parquet\n  url: /tmp/x\n  plain_columns: [detail]\n",
     );
-    let res = etl(&["validate", &file], &[]);
-    assert_eq!(res.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(
         stderr.contains(&format!(
             "{file}: sink.plain_columns: `detail` is not a column of the records the sink receives (columns: delivered_at,"
@@ -162,9 +152,16 @@ fn writer_encoding_options_reach_the_files() {
     let day = sim.mail_day_with_records(3);
     let from = day.to_string();
     let to = (day + chrono::Days::new(1)).to_string();
-    for (options, stats, page_index) in [
-        ("  statistics: none\n  plain_columns: [transaction_id]\n", false, false),
-        ("  statistics: chunk\n  dictionary: false\n", true, false),
+    // (sink keys, statistics written, page index written, the columns with a dictionary: all
+    // but the named one, or none)
+    for (options, stats, page_index, dictionary) in [
+        (
+            "  statistics: none\n  plain_columns: [transaction_id]\n",
+            false,
+            false,
+            Some("transaction_id"),
+        ),
+        ("  statistics: chunk\n  dictionary: false\n", true, false, None),
     ] {
         let out = tempfile::tempdir().unwrap();
         let file = write(
@@ -195,10 +192,9 @@ fn writer_encoding_options_reach_the_files() {
                         page_index,
                         "{name} page index with {options:?}"
                     );
-                    let dictionary = !options.contains("dictionary: false") && name != "transaction_id";
                     assert_eq!(
                         c.dictionary_page_offset().is_some(),
-                        dictionary,
+                        dictionary.is_some_and(|plain| name != plain),
                         "{name} dictionary with {options:?}"
                     );
                 }
