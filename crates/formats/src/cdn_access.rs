@@ -86,8 +86,10 @@ const MAX_QUOTED: usize = 64;
 /// of a batch can then outgrow Arrow's 32-bit offsets.
 const MAX_BATCH_TEXT: usize = 1 << 30;
 
-/// Rows the first batch reserves room for; later batches are sized like the one before.
-const INITIAL_ROWS: usize = 16 * 1024;
+/// Rows the first batch reserves room for; later batches are sized like the one before. A CDN
+/// file holds a few hundred lines: reserving a full batch for each (16k rows, ~6 MiB) made every
+/// file map and unmap memory it never touched. Columns grow by doubling past this.
+const INITIAL_ROWS: usize = 1024;
 
 /// Distinct values a dictionary column looks up by a linear scan before it switches to a map.
 const LINEAR_LOOKUP: usize = 16;
@@ -382,7 +384,7 @@ impl AccessLineDecoder {
             Err(reason) => return self.bad_record(self.lines, reason, raw),
         }
         if self.cols.len() >= self.ctx.batch_size.max(1) || self.cols.text >= MAX_BATCH_TEXT {
-            out.push(self.cols.finish(&self.file_name)?);
+            out.push(self.cols.finish(&self.file_name, self.cols.len())?);
         }
         Ok(())
     }
@@ -421,7 +423,7 @@ impl AccessLineDecoder {
             self.on_line(&line, out)?;
         }
         if self.cols.len() > 0 {
-            out.push(self.cols.finish(&self.file_name)?);
+            out.push(self.cols.finish(&self.file_name, 0)?);
         }
         Ok(())
     }
@@ -921,25 +923,25 @@ impl Columns {
         self.text += text;
     }
 
-    /// Turns the buffered rows into a batch and leaves the columns empty, with room for as many
-    /// rows of the same sizes again.
-    fn finish(&mut self, file_name: &str) -> Result<RecordBatch, DecodeError> {
+    /// Turns the buffered rows into a batch and leaves the columns empty, with room for `next`
+    /// rows of the same sizes (0 at the end of the file: nothing more is coming).
+    fn finish(&mut self, file_name: &str, next: usize) -> Result<RecordBatch, DecodeError> {
         let rows = self.len();
-        let requested_at = std::mem::replace(&mut self.requested_at, Vec::with_capacity(rows));
+        let requested_at = std::mem::replace(&mut self.requested_at, Vec::with_capacity(next));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(TimestampMicrosecondArray::from(requested_at).with_timezone("UTC")),
-            Arc::new(take_strings(&mut self.client_ip, rows)),
-            Arc::new(self.method.finish(rows)?),
-            Arc::new(take_strings(&mut self.url, rows)),
-            Arc::new(self.protocol.finish(rows)?),
-            Arc::new(self.status.finish(rows)),
-            Arc::new(self.bytes.finish(rows)),
-            Arc::new(self.time_taken_ms.finish(rows)),
-            Arc::new(take_strings(&mut self.referer, rows)),
-            Arc::new(take_strings(&mut self.user_agent, rows)),
-            Arc::new(self.cache_status.finish(rows)?),
-            Arc::new(take_strings(&mut self.edge_location, rows)),
-            Arc::new(take_strings(&mut self.request_id, rows)),
+            Arc::new(take_strings(&mut self.client_ip, rows, next)),
+            Arc::new(self.method.finish(next)?),
+            Arc::new(take_strings(&mut self.url, rows, next)),
+            Arc::new(self.protocol.finish(next)?),
+            Arc::new(self.status.finish(next)),
+            Arc::new(self.bytes.finish(next)),
+            Arc::new(self.time_taken_ms.finish(next)),
+            Arc::new(take_strings(&mut self.referer, rows, next)),
+            Arc::new(take_strings(&mut self.user_agent, rows, next)),
+            Arc::new(self.cache_status.finish(next)?),
+            Arc::new(take_strings(&mut self.edge_location, rows, next)),
+            Arc::new(take_strings(&mut self.request_id, rows, next)),
             Arc::new(StringArray::from_iter_values(std::iter::repeat_n(file_name, rows))),
         ];
         self.text = 0;
@@ -947,10 +949,10 @@ impl Columns {
     }
 }
 
-/// Finishes `b`, leaving room for `rows` values of the same total size.
-fn take_strings(b: &mut StringBuilder, rows: usize) -> StringArray {
-    let bytes = b.values_slice().len();
-    std::mem::replace(b, StringBuilder::with_capacity(rows, bytes)).finish()
+/// Finishes `b` (holding `rows` values), leaving room for `next` values of the same sizes.
+fn take_strings(b: &mut StringBuilder, rows: usize, next: usize) -> StringArray {
+    let bytes = b.values_slice().len() / rows.max(1) * next;
+    std::mem::replace(b, StringBuilder::with_capacity(next, bytes)).finish()
 }
 
 #[cfg(test)]

@@ -444,6 +444,26 @@ fn batches_hold_batch_size_rows() {
 }
 
 #[test]
+fn a_file_longer_than_the_first_reservation_decodes_the_same_whatever_the_batch_size() {
+    // The columns start with room for INITIAL_ROWS rows and grow past it; a later batch starts
+    // with room for as many rows as the one before, and the last batch of a file keeps none.
+    let body: String = realistic_file().lines().skip(4).map(|l| format!("{l}\n")).collect();
+    let copies = 3 * INITIAL_ROWS / realistic_rows().len();
+    let text = realistic_file() + &body.repeat(copies - 1);
+    let want: Vec<Row> = std::iter::repeat_n(realistic_rows(), copies).flatten().collect();
+    assert!(want.len() > 2 * INITIAL_ROWS);
+    for batch_size in [DecodeContext::default().batch_size, INITIAL_ROWS + 1, 700, 1] {
+        let (batches, bad) = decode_text(&text, ctx(BadRecordPolicy::Fail, batch_size)).unwrap();
+        assert!(bad.is_empty());
+        assert!(
+            batches.iter().all(|b| b.num_rows() <= batch_size),
+            "batch_size {batch_size}"
+        );
+        assert_eq!(rows(&batches), want, "batch_size {batch_size}");
+    }
+}
+
+#[test]
 fn dictionaries_with_many_values_switch_to_a_map() {
     let methods: Vec<String> = (0..40).map(|i| format!("M{}", i % 25)).collect();
     let text: String = methods
