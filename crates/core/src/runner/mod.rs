@@ -14,6 +14,12 @@
 //! the API returned them. Every queue is bounded, so a slow sink slows the source and memory
 //! stays flat whatever the volume.
 //!
+//! Fetching and dispatching run as a tokio task of their own, apart from the collector: the
+//! collector encodes Parquet on the worker thread it runs on, and while it does, the unit's next
+//! requests go out and its next payloads start decoding on the other thread (one task for all
+//! three left the network idle during every encode: mail and tracking runs were 20-40 % slower).
+//! The task is aborted when the unit ends in any other way than success.
+//!
 //! A unit either commits completely or not at all: on any error, or on cancellation, its
 //! writer is aborted and the state store is not touched.
 //!
@@ -380,19 +386,36 @@ async fn process_unit(
 
     let checkpoint = crate::state::Checkpoint::new(Arc::clone(&p.state), unit.id.clone());
     let sender = PayloadSender::new(payload_tx).with_checkpoint(checkpoint.clone());
-    let fetch = p.source.fetch(unit, sender);
-    let dispatch = dispatch(
-        Arc::clone(&p.format),
-        payload_rx,
-        queue_tx,
-        slots,
-        opts.decode,
-        cap,
-        unit.id.clone(),
-    );
+    // Fetching and dispatching run as a task of their own, so that while the collector encodes
+    // Parquet on one worker thread the next requests and decodes start on the other. Dropping
+    // the handle (an error elsewhere, a cancellation) aborts the task.
+    let fetcher = {
+        let source = Arc::clone(&p.source);
+        let fetch_unit = unit.clone();
+        let dispatch = dispatch(
+            Arc::clone(&p.format),
+            payload_rx,
+            queue_tx,
+            slots,
+            opts.decode,
+            cap,
+            unit.id.clone(),
+        );
+        AbortOnDrop(tokio::spawn(async move {
+            let fetch = source.fetch(&fetch_unit, sender);
+            futures::try_join!(fetch, dispatch).map(|(stats, ())| stats)
+        }))
+    };
+    let fetch = async move {
+        let mut fetcher = fetcher;
+        match (&mut fetcher.0).await {
+            Ok(result) => result,
+            Err(e) => Err(StageError::internal(format!("the fetch task ended abnormally: {e}"))),
+        }
+    };
     let collect = collect(&p.transforms, queue_rx, writer.as_mut(), unit);
 
-    let work = async { futures::try_join!(fetch, dispatch, collect) };
+    let work = async { futures::try_join!(fetch, collect).map(|(stats, collected)| (stats, (), collected)) };
     // Cancellation stops the reading and writing, then aborts the writer (so parts it already
     // finished are deleted and uploads aborted); a commit that has started is not interrupted.
     let result = tokio::select! {
@@ -431,6 +454,15 @@ async fn process_unit(
             writer.abort().await;
             Err(e)
         }
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -508,3 +508,110 @@ async fn restarts_are_bounded_and_the_failure_is_retryable() {
     assert!(rec.committed.is_empty());
     assert_eq!(rec.aborted, ["a", "a", "a"]);
 }
+
+/// Sends a page, then waits as a source polling a slow export job does (an hour); counts the
+/// pages, and notes when its fetch is dropped.
+#[derive(Default)]
+struct Watched {
+    sent: std::sync::atomic::AtomicU64,
+    dropped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Source for Watched {
+    fn kind(&self) -> &'static str {
+        "watched"
+    }
+    fn plan(&self, _: &PlanRequest) -> Result<Plan, StageError> {
+        Ok(Plan::default())
+    }
+    fn fetch<'a>(&'a self, _unit: &'a Unit, mut out: PayloadSender) -> BoxFuture<'a, Result<FetchStats, StageError>> {
+        Box::pin(async move {
+            let _guard = SetOnDrop(Arc::clone(&self.dropped));
+            let meta = PayloadMeta {
+                name: "page 10".into(),
+                ..Default::default()
+            };
+            out.send_bytes(meta, Bytes::from("1,2,")).await?;
+            self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(FetchStats::default())
+        })
+    }
+}
+
+/// A sink whose writer refuses every batch.
+struct FullDisk(Arc<Mutex<Recorded>>);
+
+struct FullDiskWriter(String, Arc<Mutex<Recorded>>);
+
+impl Sink for FullDisk {
+    fn location(&self) -> String {
+        "full disk".into()
+    }
+    fn begin_unit<'a>(
+        &'a self,
+        unit: &'a Unit,
+        _: SchemaRef,
+    ) -> BoxFuture<'a, Result<Box<dyn UnitWriter>, StageError>> {
+        let w = FullDiskWriter(unit.id.clone(), Arc::clone(&self.0));
+        Box::pin(async move { Ok(Box::new(w) as Box<dyn UnitWriter>) })
+    }
+}
+
+impl UnitWriter for FullDiskWriter {
+    fn write(&mut self, _: RecordBatch) -> BoxFuture<'_, Result<(), StageError>> {
+        Box::pin(async { Err(StageError::retryable("no space left on device")) })
+    }
+    fn commit(self: Box<Self>, _: UnitSummary) -> BoxFuture<'static, Result<CommitReport, StageError>> {
+        Box::pin(async { panic!("a unit whose writes failed is never committed") })
+    }
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.1.lock().unwrap().aborted.push(self.0) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_writer_stops_the_fetch_task_of_its_unit() {
+    // Fetching runs as a task of its own: when the writer fails, that task must be stopped,
+    // not left fetching for a unit that is already lost.
+    let rec = Arc::new(Mutex::new(Recorded::default()));
+    let source = Arc::new(Watched::default());
+    let pipeline = Arc::new(Pipeline {
+        source: Arc::clone(&source) as Arc<dyn Source>,
+        format: Arc::new(Numbers),
+        transforms: Vec::new(),
+        sink: Arc::new(FullDisk(Arc::clone(&rec))),
+        state: Arc::new(MemoryState::default()) as Arc<dyn StateStore>,
+    });
+    let report = tokio::time::timeout(
+        Duration::from_secs(10),
+        run(
+            pipeline,
+            vec![unit("a")],
+            RunOptions::default(),
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the run ends although the source never does");
+    let UnitStatus::Failed { message, .. } = &report.outcomes[0].status else {
+        panic!("{report:?}")
+    };
+    assert!(message.contains("no space left on device"), "{message}");
+    assert_eq!(rec.lock().unwrap().aborted, ["a"]);
+    // Aborting a task takes effect at its next await: here, within the hour-long wait.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        source.dropped.load(std::sync::atomic::Ordering::SeqCst),
+        "the fetch was stopped, not left waiting"
+    );
+    assert_eq!(source.sent.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
