@@ -18,6 +18,10 @@
 //! - the decompressed size is capped (a gzip bomb is refused instead of filling memory or disk);
 //! - the output goes through one reused buffer, so memory stays flat whatever the file size.
 //!
+//! A caller holding a small file whole may first try [`inflate_whole`] (libdeflate, faster, see
+//! `gzip/whole.rs`): it only accepts a single valid member, which this decoder would turn into the
+//! same bytes, and leaves everything else, errors included, to this decoder.
+//!
 //! Errors depend only on the bytes, never on how they were split into chunks: offsets in
 //! messages are where a member (or the garbage) starts, the output produced before an error is
 //! always handed out before the error is reported, and output past the cap is never handed out.
@@ -25,6 +29,9 @@
 use std::fmt;
 
 use flate2::{Decompress, FlushDecompress, Status};
+
+mod whole;
+pub(crate) use whole::inflate_whole;
 
 /// Size of the reused output buffer: large enough that the per-call overhead of inflate and of
 /// the consumer is negligible, small enough to stay in the L2 cache.
@@ -161,7 +168,9 @@ impl GzipDecoder {
             produced: 0,
             max_output,
             output_pending: false,
-            buf: vec![0; OUTPUT_BUFFER],
+            // Allocated with the first member: a caller that inflates the file whole never
+            // needs it.
+            buf: Vec::new(),
         }
     }
 
@@ -291,6 +300,9 @@ impl GzipDecoder {
     fn start_member(&mut self) -> Result<(), GzipError> {
         if self.members > 0 {
             self.inflate.reset(true);
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0; OUTPUT_BUFFER];
         }
         self.members += 1;
         self.member_start = self.consumed - 2;

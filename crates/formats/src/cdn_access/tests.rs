@@ -88,6 +88,22 @@ impl Format for PlainLines {
     }
 }
 
+/// The gzip decoder that never holds a file: every file is inflated as a stream, the path
+/// larger files take.
+struct Streamed;
+
+impl Format for Streamed {
+    fn schema(&self) -> SchemaRef {
+        schema()
+    }
+    fn time_column(&self) -> &'static str {
+        "requested_at"
+    }
+    fn decoder(&self, meta: &PayloadMeta, ctx: DecodeContext) -> Box<dyn Decoder> {
+        Box::new(CdnAccessDecoder::new(&meta.name, CdnAccessOptions::default(), ctx).holding(0))
+    }
+}
+
 const NAME: &str = "20250911175500.log.gz";
 
 fn meta() -> PayloadMeta {
@@ -106,12 +122,14 @@ fn decode_gz_cuts(file: &[u8], cuts: &[usize], ctx: DecodeContext) -> Result<Dec
 }
 
 /// Decodes `text` gzipped as one member, and checks that the plain line decoder, one-byte
-/// chunks and a cut at every third byte of the gzip file all give the same result.
+/// chunks and a cut at every third byte of the gzip file all give the same result, whether the
+/// file is inflated whole (libdeflate) or streamed (zlib-rs).
 fn decode_text(text: &str, ctx: DecodeContext) -> Result<Decoded, DecodeError> {
     let file = gzip(text.as_bytes());
     let whole = decode_gz_cuts(&file, &[], ctx);
     let every: Vec<usize> = (0..file.len()).collect();
     let thirds: Vec<usize> = (0..file.len()).step_by(3).collect();
+    let streamed = |cuts: &[usize]| decode_cuts_meta(&Streamed, &meta(), &file, cuts, ctx).map(|d| (d.batches, d.bad));
     let lines = decode_cuts_meta(
         &PlainLines(CdnAccessOptions::default()),
         &meta(),
@@ -123,6 +141,9 @@ fn decode_text(text: &str, ctx: DecodeContext) -> Result<Decoded, DecodeError> {
     for other in [
         decode_gz_cuts(&file, &every, ctx),
         decode_gz_cuts(&file, &thirds, ctx),
+        streamed(&[]),
+        streamed(&every),
+        streamed(&thirds),
         lines,
     ] {
         match (&whole, &other) {
@@ -445,8 +466,9 @@ fn batches_hold_batch_size_rows() {
 
 #[test]
 fn a_file_longer_than_the_first_reservation_decodes_the_same_whatever_the_batch_size() {
-    // The columns start with room for INITIAL_ROWS rows and grow past it; a later batch starts
-    // with room for as many rows as the one before, and the last batch of a file keeps none.
+    // The columns start with room for INITIAL_ROWS rows and, when they fill it, get room for a
+    // whole batch (keeping their rows); a later batch starts with room for as many rows as the
+    // one before, and the last batch of a file keeps none.
     let body: String = realistic_file().lines().skip(4).map(|l| format!("{l}\n")).collect();
     let copies = 3 * INITIAL_ROWS / realistic_rows().len();
     let text = realistic_file() + &body.repeat(copies - 1);
@@ -1051,6 +1073,11 @@ proptest! {
         let plain = decode_cuts_meta(&PlainLines(CdnAccessOptions::default()), &meta(), text.as_bytes(), &text_cuts, skip).unwrap();
         prop_assert_eq!(&plain.batches, &batches);
         prop_assert_eq!(&plain.bad, &bad);
+        // And streamed: a one-member file held and inflated whole by libdeflate gives what
+        // zlib-rs gives chunk by chunk.
+        let streamed = decode_cuts_meta(&Streamed, &meta(), &file, &cuts, skip).unwrap();
+        prop_assert_eq!(&streamed.batches, &batches);
+        prop_assert_eq!(&streamed.bad, &bad);
     }
 
     /// A file cut anywhere but at the end of a member is refused; the error does not depend on
@@ -1140,14 +1167,14 @@ fn find_space_agrees_with_a_plain_scan() {
     }
 }
 
-/// Feeds `file` to a decoder in 64 KiB chunks; returns the batches, the bad records, the
-/// compressed bytes it was fed before it failed, and its error.
+/// Feeds `file` to a streaming decoder (one that holds nothing) in 64 KiB chunks; returns the
+/// batches, the bad records, the compressed bytes it was fed before it failed, and its error.
 fn feed_bomb(
     file: &[u8],
     opts: CdnAccessOptions,
     ctx: DecodeContext,
 ) -> (Vec<RecordBatch>, Vec<BadRecord>, usize, DecodeError) {
-    let mut d = CdnAccessDecoder::new(NAME, opts, ctx);
+    let mut d = CdnAccessDecoder::new(NAME, opts, ctx).holding(0);
     let (mut batches, mut bad, mut fed) = (Vec::new(), Vec::new(), 0);
     for chunk in file.chunks(64 << 10) {
         fed += chunk.len();
@@ -1158,6 +1185,28 @@ fn feed_bomb(
         }
     }
     panic!("the bomb was decoded whole ({} rows)", rows(&batches).len());
+}
+
+#[test]
+fn a_held_bomb_fails_at_the_end_like_a_streamed_one() {
+    // A small compressed file is held until it ends; its trailer announces 1 GiB, more than is
+    // ever inflated whole, so it is then streamed and stops at the cap with the same error.
+    let file = testing::gzip_bomb(&vec![0u8; 1 << 20], 1024);
+    assert!(file.len() < WHOLE_FILE_BYTES);
+    let opts = CdnAccessOptions {
+        max_decompressed_bytes: 256 << 20,
+        ..CdnAccessOptions::default()
+    };
+    let (_, _, _, streamed) = feed_bomb(&file, opts, ctx(BadRecordPolicy::Skip, 1000));
+    let mut d = CdnAccessDecoder::new(NAME, opts, ctx(BadRecordPolicy::Skip, 1000));
+    let mut batches = Vec::new();
+    for chunk in file.chunks(64 << 10) {
+        d.decode(chunk, &mut batches).expect("held, not decoded yet");
+    }
+    let held = d.finish(&mut batches).unwrap_err();
+    assert!(batches.is_empty());
+    assert_eq!(d.take_bad_records().len(), 1);
+    assert_eq!(held.to_string(), streamed.to_string());
 }
 
 #[test]
@@ -1219,4 +1268,43 @@ fn a_bomb_of_valid_lines_stops_at_the_cap_and_fails_the_file() {
     let decoded = rows(&batches).len() as u64;
     assert!(decoded <= cap / (GOOD.len() as u64 + 1), "{decoded} rows past the cap");
     assert!(err.to_string().contains("refused as a likely gzip bomb"), "{err}");
+}
+
+#[test]
+fn a_directive_that_is_not_utf8_is_skipped_like_any_directive() {
+    // Directives are never interpreted, so their bytes do not matter; the line numbers after them
+    // still count them.
+    let mut text = b"#Software: \xFF\xFE vendor\n".to_vec();
+    let mut bad = GOOD.as_bytes().to_vec();
+    bad[3] = 0xC3; // a lead byte without its continuation
+    text.extend(format!("{GOOD}\n").as_bytes());
+    text.extend(&bad);
+    text.extend(format!("\n{GOOD}\n").as_bytes());
+    let file = gzip(&text);
+    for cuts in [vec![], (0..file.len()).collect::<Vec<_>>()] {
+        let (batches, skipped) = decode_gz_cuts(&file, &cuts, ctx(BadRecordPolicy::Skip, 10)).unwrap();
+        assert_eq!(rows(&batches), vec![good_row(), good_row()]);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].line, 3);
+        assert_eq!(skipped[0].reason, "invalid UTF-8 at byte 3 of the line");
+    }
+}
+
+#[test]
+fn numbers_with_leading_zeros_past_nineteen_digits_still_parse() {
+    // Up to 19 digits take the fast path, longer ones the overflow-checked one: both give the
+    // value, whatever the zeros in front.
+    let cases = [
+        ("1843210", 1_843_210),
+        ("0000000000001843210", 1_843_210),
+        ("00000000000000000001843210", 1_843_210),
+        ("9999999999999999999", 9_999_999_999_999_999_999),
+        ("18446744073709551615", u64::MAX),
+        ("000000000000000000000018446744073709551615", u64::MAX),
+    ];
+    for (digits, want) in cases {
+        let line = GOOD.replacen(" 1843210 ", &format!(" {digits} "), 1);
+        let got = decode_ok(&format!("{line}\n"));
+        assert_eq!(got[0].bytes, Some(want), "{digits}");
+    }
 }
