@@ -118,7 +118,11 @@ async fn first_token(h: &Harness, start: &str, end: &str) -> String {
         ])
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let from = r.body.find("<NextToken>").unwrap_or_else(|| panic!("no NextToken in {}", r.body)) + "<NextToken>".len();
+    let from = r
+        .body
+        .find("<NextToken>")
+        .unwrap_or_else(|| panic!("no NextToken in {}", r.body))
+        + "<NextToken>".len();
     let to = r.body.find("</NextToken>").expect("closed NextToken");
     r.body[from..to].replace('\n', "")
 }
