@@ -11,14 +11,18 @@ use tokio::net::TcpStream;
 use super::{Harness, TOKEN, TRACKING_KEY, TRACKING_USER, args, reply};
 use crate::data::fnv1a64;
 
+/// Seed and rows per day of the simulator these tests start (`args(SEED, ROWS)`).
+const SEED: u64 = 3;
+const ROWS: u32 = 200;
+
 /// `StartDate`/`EndDate` of a whole day at least `days_ago` days ago that has mail records in the
-/// harness's data (`args(3, 200)`): about one day in twelve has none, and a test that pages
-/// through a day must not depend on today's date.
+/// data of `args(SEED, ROWS)`: about one day in twelve has none, and a test that pages through a
+/// day must not depend on today's date.
 fn window(days_ago: u64) -> (String, String) {
     let today = Utc::now().date_naive();
     let d = (days_ago..days_ago + 30)
         .map(|n| today - Days::new(n))
-        .find(|&d| !crate::mail_delivery::generate_day(3, d, 200).records.is_empty())
+        .find(|&d| !crate::mail_delivery::generate_day(SEED, d, ROWS).records.is_empty())
         .expect("a day with mail records within 30 days");
     let d = d.format("%Y-%m-%d");
     (format!("{d}T00:00"), format!("{d}T23:59"))
@@ -129,7 +133,7 @@ async fn first_token(h: &Harness, start: &str, end: &str) -> String {
 
 #[tokio::test]
 async fn status_faults_carry_the_apis_error_body_and_retry_after() {
-    let h = Harness::start(args(3, 200)).await;
+    let h = Harness::start(args(SEED, ROWS)).await;
     let (start, end) = window(2);
     let (status, answer) = h
         .script(json!({"rules": [
@@ -186,7 +190,7 @@ async fn status_faults_carry_the_apis_error_body_and_retry_after() {
 
 #[tokio::test]
 async fn a_short_body_announces_more_than_it_sends_then_closes() {
-    let h = Harness::start(args(3, 200)).await;
+    let h = Harness::start(args(SEED, ROWS)).await;
     let (start, end) = window(2);
     h.script(json!({"rules": [{"api": "mail_delivery", "fault": {"kind": "short_body"}}]}))
         .await;
@@ -210,7 +214,7 @@ async fn a_short_body_announces_more_than_it_sends_then_closes() {
 
 #[tokio::test]
 async fn a_reset_breaks_the_chunked_body_off() {
-    let h = Harness::start(args(3, 200)).await;
+    let h = Harness::start(args(SEED, ROWS)).await;
     let (start, end) = window(2);
     h.script(json!({"rules": [{"api": "mail_delivery", "fault": {"kind": "reset"}}]}))
         .await;
@@ -227,7 +231,7 @@ async fn a_reset_breaks_the_chunked_body_off() {
 
 #[tokio::test]
 async fn a_stall_sends_the_head_then_nothing_for_a_while() {
-    let h = Harness::start(args(3, 200)).await;
+    let h = Harness::start(args(SEED, ROWS)).await;
     let (start, end) = window(2);
     h.script(json!({"rules": [{"api": "mail_delivery", "fault": {"kind": "stall", "secs": 1}}]}))
         .await;
@@ -240,7 +244,7 @@ async fn a_stall_sends_the_head_then_nothing_for_a_while() {
 
 #[tokio::test]
 async fn a_rejected_token_gets_each_apis_own_400() {
-    let h = Harness::start(args(3, 200)).await;
+    let h = Harness::start(args(SEED, ROWS)).await;
     let (start, end) = window(2);
     h.script(json!({"rules": [
         {"api": "mail_delivery", "fault": {"kind": "reject_token"}},
@@ -301,7 +305,7 @@ async fn a_rejected_token_gets_each_apis_own_400() {
 
 #[tokio::test]
 async fn the_request_log_tells_pages_apart_and_when_they_came() {
-    let h = Harness::start(args(3, 200)).await;
+    let h = Harness::start(args(SEED, ROWS)).await;
     let (start, end) = window(2);
     h.script(
         json!({"rules": [{"api": "mail_delivery", "requests": "token", "params": {"StartDate": start},
