@@ -615,3 +615,109 @@ async fn a_failing_writer_stops_the_fetch_task_of_its_unit() {
     );
     assert_eq!(source.sent.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// Two writers that each hold their thread (as Parquet encoding does) until the other unit's
+/// writer is writing too, or a deadline passes; `met` counts the writers that saw the other.
+#[derive(Default)]
+struct Rendezvous {
+    writing: Mutex<usize>,
+    arrived: std::sync::Condvar,
+    met: std::sync::atomic::AtomicUsize,
+}
+
+struct BlockingSink(Arc<Rendezvous>, Arc<Mutex<Recorded>>);
+
+struct BlockingWriter {
+    meet: Arc<Rendezvous>,
+    inner: MemoryWriter,
+    waited: bool,
+}
+
+impl Sink for BlockingSink {
+    fn location(&self) -> String {
+        "blocking".into()
+    }
+    fn begin_unit<'a>(
+        &'a self,
+        unit: &'a Unit,
+        _: SchemaRef,
+    ) -> BoxFuture<'a, Result<Box<dyn UnitWriter>, StageError>> {
+        Box::pin(async move {
+            let inner = MemoryWriter {
+                unit: unit.id.clone(),
+                rows: Vec::new(),
+                rec: Arc::clone(&self.1),
+            };
+            Ok(Box::new(BlockingWriter {
+                meet: Arc::clone(&self.0),
+                inner,
+                waited: false,
+            }) as Box<dyn UnitWriter>)
+        })
+    }
+}
+
+impl UnitWriter for BlockingWriter {
+    fn write(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<(), StageError>> {
+        if !self.waited {
+            self.waited = true;
+            // Synchronous on purpose: a writer that encodes holds the thread it is polled on.
+            let mut writing = self.meet.writing.lock().unwrap();
+            *writing += 1;
+            self.meet.arrived.notify_all();
+            let (writing, _) = self
+                .meet
+                .arrived
+                .wait_timeout_while(writing, Duration::from_secs(5), |n| *n < 2)
+                .unwrap();
+            if *writing >= 2 {
+                self.meet.met.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        self.inner.write(batch)
+    }
+    fn commit(self: Box<Self>, summary: UnitSummary) -> BoxFuture<'static, Result<CommitReport, StageError>> {
+        Box::new(self.inner).commit(summary)
+    }
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::new(self.inner).abort()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_running_at_once_write_on_threads_of_their_own() {
+    // Polled inside `run`'s own future, both units' writers would share the thread awaiting
+    // `run`: the first to block would hold the second back until its deadline, and the two
+    // would never write at the same time.
+    let meet = Arc::new(Rendezvous::default());
+    let rec = Arc::new(Mutex::new(Recorded::default()));
+    let pipeline = Arc::new(Pipeline {
+        source: Arc::new(NumberSource {
+            pages: 2,
+            fail_at: None,
+            poison: None,
+        }),
+        format: Arc::new(Numbers),
+        transforms: Vec::new(),
+        sink: Arc::new(BlockingSink(Arc::clone(&meet), Arc::clone(&rec))),
+        state: Arc::new(MemoryState::default()) as Arc<dyn StateStore>,
+    });
+    let report = run(
+        pipeline,
+        vec![unit("a"), unit("b")],
+        RunOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(report.worst().is_none(), "{report:?}");
+    assert_eq!(
+        meet.met.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "both writers wrote at once"
+    );
+    let rec = rec.lock().unwrap();
+    assert_eq!(rec.committed.len(), 2);
+    for (_, rows) in &rec.committed {
+        assert_eq!(rows, &(0..20).collect::<Vec<i64>>());
+    }
+}
