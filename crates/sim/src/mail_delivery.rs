@@ -625,19 +625,33 @@ fn parse_request(body: &[u8], now: DateTime<Utc>) -> Result<DeliveryLogRequest, 
 // Responses
 // ---------------------------------------------------------------------------------------------------------
 
+/// Appends `text` with `<`, `>`, `&` and `"` escaped. Searched with `memchr` (`str::find` with
+/// a set of chars was a tenth of all CPU, etl's and the simulator's, in a mail benchmark run,
+/// where the simulator shares the cores with the client it serves; ~40 % of lines need escaping).
 fn escape_into(out: &mut String, text: &str) {
-    let mut rest = text;
-    while let Some(i) = rest.find(['<', '>', '&', '"']) {
-        out.push_str(&rest[..i]);
-        out.push_str(match rest.as_bytes()[i] {
+    let bytes = text.as_bytes();
+    let after = |from: usize, found: Option<usize>| found.map(|i| from + i);
+    let mut start = 0;
+    let mut quote = memchr::memchr(b'"', bytes);
+    loop {
+        let other = after(start, memchr::memchr3(b'<', b'>', b'&', &bytes[start..]));
+        let Some(i) = [other, quote].into_iter().flatten().min() else {
+            break;
+        };
+        // The four are ASCII, so `i` and `i + 1` are char boundaries.
+        out.push_str(&text[start..i]);
+        out.push_str(match bytes[i] {
             b'<' => "&lt;",
             b'>' => "&gt;",
             b'&' => "&amp;",
             _ => "&quot;",
         });
-        rest = &rest[i + 1..];
+        start = i + 1;
+        if quote == Some(i) {
+            quote = after(start, memchr::memchr(b'"', &bytes[start..]));
+        }
     }
-    out.push_str(rest);
+    out.push_str(&text[start..]);
 }
 
 fn render_page(records: &[&LogRecord], token: Option<&str>, request_id: &str) -> String {
@@ -1079,6 +1093,13 @@ mod tests {
         let mut out = String::new();
         escape_into(&mut out, "a<b>c&d\"e'f");
         assert_eq!(out, "a&lt;b&gt;c&amp;d&quot;e'f");
+        // Next to multi-byte characters, at both ends, and nothing to escape at all.
+        out.clear();
+        escape_into(&mut out, "<日本&語\"é>");
+        assert_eq!(out, "&lt;日本&amp;語&quot;é&gt;");
+        out.clear();
+        escape_into(&mut out, "plain ünïcode");
+        assert_eq!(out, "plain ünïcode");
     }
 
     #[test]
