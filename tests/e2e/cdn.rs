@@ -203,6 +203,30 @@ pub(crate) fn assert_listings_under(listings: &[Value], per_minute: usize) {
     }
 }
 
+/// The shipped pipeline's `plain_columns`: the columns that rarely repeat have no dictionary,
+/// every other column has one.
+fn assert_dictionaries(dataset: &Path) {
+    const PLAIN: [&str; 5] = ["requested_at", "client_ip", "url", "bytes", "request_id"];
+    let files = parquet_files(dataset);
+    assert!(!files.is_empty());
+    for f in &files {
+        let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(f).unwrap()).unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(&reader);
+        let columns = meta.file_metadata().schema_descr();
+        for rg in meta.row_groups() {
+            for (i, c) in rg.columns().iter().enumerate() {
+                let name = columns.column(i).path().string();
+                assert_eq!(
+                    c.dictionary_page_offset().is_none(),
+                    PLAIN.contains(&name.as_str()),
+                    "{name} in {}",
+                    f.display()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn two_days_of_two_domains_match_the_ground_truth_and_a_rerun_is_a_no_op() {
     let sim = Sim::start(&["--seed", "11", "--cdn-lines-per-slot", "12"]);
@@ -218,6 +242,7 @@ fn two_days_of_two_domains_match_the_ground_truth_and_a_rerun_is_a_no_op() {
     );
     let dataset = out.path().join("cdn_access");
     assert_no_stray_files(&dataset);
+    assert_dictionaries(&dataset);
     // One listing per unit: no refresh needed, nothing rate-limited.
     let listings = listing_requests(&sim);
     assert_eq!(listings.len(), 4, "{listings:?}");

@@ -231,12 +231,13 @@ fn run_into_a_jsonl_file_writes_every_record_as_one_line_per_run() {
     let jsonl = tmp.path().join("lines/out.jsonl");
     let pipeline = tmp.path().join("mail-jsonl.yaml");
     let yaml = std::fs::read_to_string(repo_path("pipelines/mail.yaml")).unwrap();
-    let parquet_sink = "sink:\n  type: parquet\n  url: ${ETL_OUT:-./data}/mail_delivery\n";
-    assert!(yaml.contains(parquet_sink), "pipelines/mail.yaml changed its sink");
-    let yaml = yaml.replace(
-        parquet_sink,
-        &format!("sink:\n  type: jsonl\n  url: {}\n", jsonl.display()),
+    // The sink section is the file's last: everything from `sink:` on is replaced.
+    let (head, parquet_sink) = yaml.split_once("\nsink:\n").expect("pipelines/mail.yaml has a sink");
+    assert!(
+        parquet_sink.starts_with("  type: parquet\n  url: ${ETL_OUT:-./data}/mail_delivery\n"),
+        "pipelines/mail.yaml changed its sink"
     );
+    let yaml = format!("{head}\nsink:\n  type: jsonl\n  url: {}\n", jsonl.display());
     std::fs::write(&pipeline, yaml).unwrap();
     let out_dir = tmp.path().join("out");
     let env = mail_env(&sim, &out_dir);
