@@ -266,12 +266,17 @@ fn server_errors_on_one_page_are_retried_until_it_is_served() {
 // ---------------------------------------------------------------------------------------------
 
 /// Requests that arrived after `fault` and before its `Retry-After` allowed, except those within
-/// `in_flight_ms` of the fault (sent before the client could have read it).
+/// `in_flight_ms` of the fault (sent before the client could have read it). "After" is the log's
+/// arrival order, not the clock: the page before the fault may arrive in the same millisecond.
 fn early_requests<'a>(log: &'a [Logged], fault: &Logged, in_flight_ms: i64) -> Vec<&'a Logged> {
     let allowed = retry_allowed_at(fault);
-    log.iter()
+    let at = log
+        .iter()
+        .position(|r| std::ptr::eq(r, fault))
+        .expect("the fault is an entry of the log");
+    log[at + 1..]
+        .iter()
         .filter(|r| r.at_ms >= fault.at_ms + in_flight_ms && r.at_ms < allowed)
-        .filter(|r| r.fault != fault.fault || r.at_ms != fault.at_ms)
         .collect()
 }
 
