@@ -145,6 +145,21 @@ pub struct UnitOutcome {
     pub duration: Duration,
 }
 
+impl UnitOutcome {
+    /// An outcome with nothing fetched or written yet.
+    fn new(unit: Unit, status: UnitStatus) -> Self {
+        Self {
+            unit,
+            status,
+            fetch: FetchStats::default(),
+            rows: 0,
+            bad_records: 0,
+            unknown_fields: Default::default(),
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 /// The result of a run, one outcome per planned unit in plan order.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RunReport {
@@ -181,17 +196,12 @@ pub async fn run(pipeline: Arc<Pipeline>, units: Vec<Unit>, opts: RunOptions, ca
             let message = e.to_string();
             let outcomes = units
                 .into_iter()
-                .map(|unit| UnitOutcome {
-                    unit,
-                    status: UnitStatus::Failed {
+                .map(|unit| {
+                    let status = UnitStatus::Failed {
                         class: ErrorClass::Permanent,
                         message: message.clone(),
-                    },
-                    fetch: FetchStats::default(),
-                    rows: 0,
-                    bad_records: 0,
-                    unknown_fields: Default::default(),
-                    duration: Duration::ZERO,
+                    };
+                    UnitOutcome::new(unit, status)
                 })
                 .collect();
             return RunReport { outcomes };
@@ -221,18 +231,13 @@ pub async fn run(pipeline: Arc<Pipeline>, units: Vec<Unit>, opts: RunOptions, ca
                 }));
                 let outcome = match task.join().await {
                     Ok(outcome) => outcome,
-                    Err(e) => UnitOutcome {
-                        unit: fallback,
-                        status: UnitStatus::Failed {
+                    Err(e) => {
+                        let status = UnitStatus::Failed {
                             class: ErrorClass::Internal,
                             message: format!("the unit's task ended abnormally: {e}"),
-                        },
-                        fetch: FetchStats::default(),
-                        rows: 0,
-                        bad_records: 0,
-                        unknown_fields: Default::default(),
-                        duration: Duration::ZERO,
-                    },
+                        };
+                        UnitOutcome::new(fallback, status)
+                    }
                 };
                 if let UnitStatus::Failed {
                     class: ErrorClass::Internal,
@@ -271,15 +276,7 @@ async fn run_unit(
     since: chrono::DateTime<Utc>,
 ) -> UnitOutcome {
     let started = Instant::now();
-    let mut outcome = UnitOutcome {
-        unit: unit.clone(),
-        status: UnitStatus::Cancelled,
-        fetch: FetchStats::default(),
-        rows: 0,
-        bad_records: 0,
-        unknown_fields: Default::default(),
-        duration: Duration::ZERO,
-    };
+    let mut outcome = UnitOutcome::new(unit.clone(), UnitStatus::Cancelled);
     if stop.is_cancelled() {
         return outcome;
     }

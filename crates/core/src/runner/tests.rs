@@ -625,11 +625,12 @@ struct Rendezvous {
     met: std::sync::atomic::AtomicUsize,
 }
 
-struct BlockingSink(Arc<Rendezvous>, Arc<Mutex<Recorded>>);
+/// `MemorySink` whose writers wait at the rendezvous on their first write.
+struct BlockingSink(Arc<Rendezvous>, MemorySink);
 
 struct BlockingWriter {
     meet: Arc<Rendezvous>,
-    inner: MemoryWriter,
+    inner: Box<dyn UnitWriter>,
     waited: bool,
 }
 
@@ -640,14 +641,10 @@ impl Sink for BlockingSink {
     fn begin_unit<'a>(
         &'a self,
         unit: &'a Unit,
-        _: SchemaRef,
+        schema: SchemaRef,
     ) -> BoxFuture<'a, Result<Box<dyn UnitWriter>, StageError>> {
         Box::pin(async move {
-            let inner = MemoryWriter {
-                unit: unit.id.clone(),
-                rows: Vec::new(),
-                rec: Arc::clone(&self.1),
-            };
+            let inner = self.1.begin_unit(unit, schema).await?;
             Ok(Box::new(BlockingWriter {
                 meet: Arc::clone(&self.0),
                 inner,
@@ -677,10 +674,10 @@ impl UnitWriter for BlockingWriter {
         self.inner.write(batch)
     }
     fn commit(self: Box<Self>, summary: UnitSummary) -> BoxFuture<'static, Result<CommitReport, StageError>> {
-        Box::new(self.inner).commit(summary)
+        self.inner.commit(summary)
     }
     fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
-        Box::new(self.inner).abort()
+        self.inner.abort()
     }
 }
 
@@ -699,7 +696,7 @@ async fn units_running_at_once_write_on_threads_of_their_own() {
         }),
         format: Arc::new(Numbers),
         transforms: Vec::new(),
-        sink: Arc::new(BlockingSink(Arc::clone(&meet), Arc::clone(&rec))),
+        sink: Arc::new(BlockingSink(Arc::clone(&meet), MemorySink(Arc::clone(&rec)))),
         state: Arc::new(MemoryState::default()) as Arc<dyn StateStore>,
     });
     let report = run(
@@ -720,4 +717,62 @@ async fn units_running_at_once_write_on_threads_of_their_own() {
     for (_, rows) in &rec.committed {
         assert_eq!(rows, &(0..20).collect::<Vec<i64>>());
     }
+}
+
+/// A sink whose writers panic on their first write (a bug in a sink).
+struct PanickingSink;
+
+struct PanickingWriter;
+
+impl Sink for PanickingSink {
+    fn location(&self) -> String {
+        "panicking".into()
+    }
+    fn begin_unit<'a>(&'a self, _: &'a Unit, _: SchemaRef) -> BoxFuture<'a, Result<Box<dyn UnitWriter>, StageError>> {
+        Box::pin(async { Ok(Box::new(PanickingWriter) as Box<dyn UnitWriter>) })
+    }
+}
+
+impl UnitWriter for PanickingWriter {
+    fn write(&mut self, _: RecordBatch) -> BoxFuture<'_, Result<(), StageError>> {
+        panic!("sink bug")
+    }
+    fn commit(self: Box<Self>, _: UnitSummary) -> BoxFuture<'static, Result<CommitReport, StageError>> {
+        Box::pin(async { panic!("a unit whose write panicked is never committed") })
+    }
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_unit_is_an_internal_failure_that_stops_the_run() {
+    let pipeline = Arc::new(Pipeline {
+        source: Arc::new(NumberSource {
+            pages: 2,
+            fail_at: None,
+            poison: None,
+        }),
+        format: Arc::new(Numbers),
+        transforms: Vec::new(),
+        sink: Arc::new(PanickingSink),
+        state: Arc::new(MemoryState::default()) as Arc<dyn StateStore>,
+    });
+    let opts = RunOptions {
+        unit_concurrency: 1,
+        ..RunOptions::default()
+    };
+    let report = run(pipeline, vec![unit("a"), unit("b")], opts, CancellationToken::new()).await;
+    match &report.outcomes[0].status {
+        UnitStatus::Failed {
+            class: ErrorClass::Internal,
+            message,
+        } => assert!(
+            message.contains("ended abnormally") && message.contains("sink bug"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(report.outcomes[1].status, UnitStatus::Cancelled), "{report:?}");
+    assert_eq!(report.outcomes[0].unit.id, "a");
 }
