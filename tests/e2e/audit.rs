@@ -180,3 +180,38 @@ fn a_run_killed_while_the_job_is_in_progress_resumes_the_same_job() {
     assert_matches_truth(&sim, out.path(), &days);
     assert_no_stray_files(&out.path().join("audit_log"));
 }
+
+#[test]
+fn a_unit_whose_last_job_failed_gets_a_new_job_on_the_next_run() {
+    // One job per unit and run: the first run's only job ends in SYSTEM_ERROR and stays in the
+    // unit's checkpoint. The rerun finds it failed and creates a job of its own instead of
+    // failing on the old one (the attempts of earlier runs do not count against this one).
+    let sim = Sim::start(&["--seed", "26", "--audit-system-error-first"]);
+    let out = tempfile::tempdir().unwrap();
+    let yaml = std::fs::read_to_string(repo_path("pipelines/audit.yaml")).unwrap();
+    let pipeline = out.path().join("audit-one-attempt.yaml");
+    std::fs::write(&pipeline, yaml.replace("job_attempts: 3", "job_attempts: 1")).unwrap();
+    let days = [days_ago(1)];
+    let (from, to) = (days[0].to_string(), today().to_string());
+    let run = || {
+        etl(
+            &["run", pipeline.to_str().unwrap(), "--from", &from, "--to", &to],
+            &audit_env(&sim, out.path(), &[]),
+        )
+    };
+    let first = run();
+    assert_ne!(first.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(stderr.contains("SYSTEM_ERROR"), "{stderr}");
+    assert_eq!(jobs(&sim)["created"], 1);
+
+    let second = run();
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(jobs(&sim)["created"], 2, "the failed job and the rerun's own");
+    assert_matches_truth(&sim, out.path(), &days);
+}

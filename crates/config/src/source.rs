@@ -272,8 +272,9 @@ pub struct CdnLogsConfig {
 /// - an export job runs on the server: it is polled with backoff (`poll_interval` to
 ///   `poll_interval_max`) within `job_timeout`, and resumed, not created again, after a crash;
 /// - the download URL is valid 15 minutes: an expired one is replaced by polling again;
-/// - a `SYSTEM_ERROR` job is created again, at most `job_attempts` jobs per unit;
-/// - SOAP faults (HTTP 500) are not retried: the unit fails with the fault string.
+/// - a `SYSTEM_ERROR` job is created again, at most `job_attempts` jobs per unit and run;
+/// - SOAP faults (HTTP 500) are not retried, the unit fails with the fault string; a `Server`
+///   fault is retried like any other 500.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -329,7 +330,7 @@ pub struct AuditLogConfig {
         deserialize_with = "crate::duration::deserialize_positive"
     )]
     pub job_timeout: std::time::Duration,
-    /// `job_attempts` (optional, 1..=10, default 3): jobs created per unit before it fails
+    /// `job_attempts` (optional, 1..=10, default 3): jobs created per unit and run before it fails
     /// (after SYSTEM_ERROR, or a download URL that cannot be renewed).
     #[serde(default = "default_job_attempts", deserialize_with = "job_attempts")]
     pub job_attempts: u32,

@@ -106,8 +106,8 @@ pub static REFERENCE: Reference = Reference {
                         "`dateRange` is in local dates of the account's time zone (`utc_offset`): a UTC day is asked as the local dates that overlap it, and only the records of the UTC day are kept;",
                         "an export job runs on the server: it is polled with backoff (`poll_interval` to `poll_interval_max`) within `job_timeout`, and resumed, not created again, after a crash;",
                         "the download URL is valid 15 minutes: an expired one is replaced by polling again;",
-                        "a `SYSTEM_ERROR` job is created again, at most `job_attempts` jobs per unit;",
-                        "SOAP faults (HTTP 500) are not retried: the unit fails with the fault string.",
+                        "a `SYSTEM_ERROR` job is created again, at most `job_attempts` jobs per unit and run;",
+                        "SOAP faults (HTTP 500) are not retried, the unit fails with the fault string; a `Server` fault is retried like any other 500.",
                     ],
                     keys: &[
                         Key { name: "url", required: true, rules: "", default: "", doc: "The service endpoint the SOAP envelopes are POSTed to." },
@@ -121,7 +121,7 @@ pub static REFERENCE: Reference = Reference {
                         Key { name: "poll_interval", required: false, rules: "", default: "`2s`", doc: "The first wait between status polls; doubled after each poll up to `poll_interval_max` (default `30s`)." },
                         Key { name: "poll_interval_max", required: false, rules: "", default: "`30s`", doc: "The longest wait between two status polls." },
                         Key { name: "job_timeout", required: false, rules: "", default: "`30m`", doc: "How long one job may stay IN_PROGRESS." },
-                        Key { name: "job_attempts", required: false, rules: "1..=10", default: "3", doc: "Jobs created per unit before it fails (after SYSTEM_ERROR, or a download URL that cannot be renewed)." },
+                        Key { name: "job_attempts", required: false, rules: "1..=10", default: "3", doc: "Jobs created per unit and run before it fails (after SYSTEM_ERROR, or a download URL that cannot be renewed)." },
                     ],
                 },
                 Section {

@@ -9,13 +9,16 @@
 //! - `getDownloadStatus` is polled (backoff from `poll_interval` to `poll_interval_max`) until
 //!   the job is `COMPLETED`, within `job_timeout`. Every COMPLETED status carries a fresh
 //!   `downloadAuditLogDownloadUrl`, valid 15 minutes: an expired URL (403/410) is replaced by
-//!   polling again. `SYSTEM_ERROR` re-creates the job, at most `job_attempts` jobs per unit.
+//!   polling again. `SYSTEM_ERROR` re-creates the job, at most `job_attempts` jobs per unit and
+//!   run. The `dateRange` ends a day late: the seed does not say whether `endDate` is inclusive.
 //! - A job is server-side work a crash must not duplicate: its id and parameters (never its URL)
 //!   are saved in the unit's checkpoint as soon as it exists, and a rerun resumes polling it.
 //!   A job created before the unit's window was final is not resumed (it would miss late
 //!   records); a provisional unit always gets a new job.
-//! - SOAP faults come with HTTP 500; they are not retried and fail the unit with the fault
-//!   string. Namespace prefixes vary: elements are matched by namespace URI and local name.
+//! - SOAP faults come with HTTP 500. A `Server` fault (the service failed, not the request) is
+//!   retried with backoff like any other 500; every other fault (`Client`: credentials, a bad
+//!   selector) fails the unit at once with the fault string. Namespace prefixes vary: elements
+//!   are matched by namespace URI and local name.
 //! - The RequestHeader's license, apiAccountId and apiAccountPassword are secrets: the HTTP
 //!   client redacts them from every log and error.
 //! - A job id comes from the server and names the payload (`audit-log-job-{id}.csv`): one that
@@ -101,6 +104,8 @@ pub struct JobCheckpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobStatus {
     pub job_id: String,
+    /// `auditLogJobName`, when the response carries it.
+    pub name: Option<String>,
     pub status: String,
     pub progress: String,
     pub url: Option<String>,
@@ -127,12 +132,18 @@ impl AuditLog {
         Ok(Self { cfg, client, downloads })
     }
 
-    /// The local dates (in the account's time zone) that overlap a UTC window.
+    /// The `dateRange` of a UTC window, in local dates of the account's time zone: from the
+    /// first local date that overlaps the window to the day after the last one.
+    ///
+    /// The seed does not say whether `endDate` is inclusive, so the range is right under both
+    /// readings (FORMATS.md): `endDate` is the day after the last local date that overlaps the
+    /// window. Read inclusively, the export holds one local day more than needed, which the
+    /// decoder drops with everything else outside the window.
     fn local_dates(&self, window: Window) -> (NaiveDate, NaiveDate) {
         let offset = chrono::Duration::minutes(i64::from(self.cfg.utc_offset_minutes));
         let first = (window.start + offset).date_naive();
         let last = (window.end - chrono::Duration::microseconds(1) + offset).date_naive();
-        (first, last)
+        (first, last + Days::new(1))
     }
 
     fn envelope(&self, body: &str) -> String {
@@ -160,7 +171,7 @@ impl AuditLog {
     async fn call(&self, operation: &'static str, body: String, stats: &mut FetchStats) -> Result<Element, StageError> {
         let url = self.client.redactor().redact_url(&self.cfg.url);
         let envelope = self.envelope(&body);
-        let is_fault = |status: u16, body: &[u8]| status == 500 && memchr::memmem::find(body, b"Fault").is_some();
+        let is_fault = |status: u16, body: &[u8]| status == 500 && final_fault(body);
         let resp = self
             .client
             .send_unless(
@@ -204,12 +215,21 @@ impl AuditLog {
             // SOAP 1.1 fault children are unqualified.
             let text = |name: &str| fault.find_local(name).map(|e| e.text.clone()).unwrap_or_default();
             let detail = fault.find_local("detail").map(flatten_text).unwrap_or_default();
-            return Err(StageError::permanent(AuditLogError::Fault {
+            let code = text("faultcode");
+            // Only a Server fault that came with another status than 500 gets here (a 500 one
+            // was retried by the HTTP client, and what it gave up on is its error).
+            let server = matches!(code.rsplit(':').next(), Some("Server" | "Receiver"));
+            let err = AuditLogError::Fault {
                 url,
-                code: text("faultcode"),
+                code,
                 message: self.client.redactor().redact(&text("faultstring")),
                 detail: self.client.redactor().redact(&detail),
-            }));
+            };
+            return Err(if server {
+                StageError::retryable(err)
+            } else {
+                StageError::permanent(err)
+            });
         }
         if resp.status != 200 {
             return Err(not_soap(format!("HTTP {} without a SOAP fault", resp.status)));
@@ -218,9 +238,19 @@ impl AuditLog {
     }
 
     /// `getDownload`: creates a job and returns its status.
-    async fn create_job(&self, unit: &Unit, attempt: u32, stats: &mut FetchStats) -> Result<JobStatus, StageError> {
+    ///
+    /// The seed's own getDownload response lists a second, older job of the account besides the
+    /// new one, so the new job is found by its name, which is unique to this call (the unit,
+    /// the attempt, the creation time); by position only if no job carries a name.
+    async fn create_job(
+        &self,
+        unit: &Unit,
+        attempt: u32,
+        created_at: DateTime<Utc>,
+        stats: &mut FetchStats,
+    ) -> Result<JobStatus, StageError> {
         let (start, end) = self.local_dates(unit.window);
-        let name = format!("etl {} #{attempt}", unit.id);
+        let name = format!("etl {} #{attempt} {}", unit.id, created_at.format("%Y%m%dT%H%M%S%.3fZ"));
         let body = format!(
             r#"    <getDownload xmlns="{AUDIT_NS}">
       <selector>
@@ -244,9 +274,7 @@ impl AuditLog {
         let body = self.call("getDownload", body, stats).await?;
         let jobs = jobs_in(&body, "getDownloadResponse").map_err(|m| self.operation_error("getDownload", m))?;
         self.learn_urls(&jobs);
-        jobs.into_iter()
-            .next()
-            .ok_or_else(|| self.operation_error("getDownload", "the response holds no job".into()))
+        pick_created(jobs, &name).map_err(|m| self.operation_error("getDownload", m))
     }
 
     /// `getDownloadStatus` of one job; `None` when the service no longer knows it.
@@ -296,23 +324,18 @@ impl AuditLog {
     }
 
     /// Polls until the job leaves IN_PROGRESS or `job_timeout` has passed since it was created.
-    async fn wait_for(
-        &self,
-        unit: &Unit,
-        job: &JobCheckpoint,
-        stats: &mut FetchStats,
-    ) -> Result<Option<JobStatus>, StageError> {
+    async fn wait_for(&self, unit: &Unit, job: &JobCheckpoint, stats: &mut FetchStats) -> Result<Waited, StageError> {
         let mut wait = self.cfg.poll_interval;
         loop {
             let Some(status) = self.job_status(&job.job_id, stats).await? else {
-                return Ok(None);
+                return Ok(Waited::Gone);
             };
             if status.status != "IN_PROGRESS" {
-                return Ok(Some(status));
+                return Ok(Waited::Ended(status));
             }
             let waited = (Utc::now() - job.created_at).to_std().unwrap_or_default();
             if waited >= self.cfg.job_timeout {
-                return Err(StageError::retryable(AuditLogError::Timeout {
+                return Ok(Waited::TimedOut(AuditLogError::Timeout {
                     job_id: job.job_id.clone(),
                     progress: status.progress,
                     waited,
@@ -341,53 +364,70 @@ impl AuditLog {
             Some(cp) => self.resumable(unit, cp, &params).await?,
             None => None,
         };
+        // `attempt` numbers the unit's jobs across runs (it names them); `created` counts the
+        // jobs this run made, which `job_attempts` bounds. Were the bound on `attempt`, a unit
+        // whose last job of a run ended in SYSTEM_ERROR, vanished or timed out would resume that
+        // job on every later run and fail at once, without ever asking for a new one.
         let mut attempt = job.as_ref().map(|j| j.attempt).unwrap_or(0);
+        let mut created = 0;
         let mut last_error = String::new();
         loop {
-            let current = match job.take() {
+            let (current, resumed) = match job.take() {
                 Some(j) => {
                     tracing::info!(unit = %unit.id, job = %j.job_id, "resuming the export job of an earlier run");
-                    j
+                    (j, true)
                 }
                 None => {
-                    if attempt >= self.cfg.job_attempts {
+                    if created >= self.cfg.job_attempts {
                         return Err(StageError::retryable(AuditLogError::SystemError {
                             job_id: "-".into(),
-                            attempts: attempt,
+                            attempts: created,
                             message: last_error,
                         }));
                     }
                     attempt += 1;
+                    created += 1;
                     let created_at = Utc::now();
-                    let status = self.create_job(unit, attempt, &mut stats).await?;
+                    let status = self.create_job(unit, attempt, created_at, &mut stats).await?;
                     let j = params(status.job_id.clone(), created_at, attempt);
                     if let Some(cp) = &checkpoint {
                         cp.save(&j).await.map_err(|e| e.context("saving the export job"))?;
                     }
                     tracing::info!(unit = %unit.id, job = %j.job_id, attempt, "export job created");
-                    j
+                    (j, false)
                 }
             };
             let status = match self.wait_for(unit, &current, &mut stats).await? {
-                Some(s) => s,
-                None => {
+                Waited::Ended(s) => s,
+                Waited::Gone => {
                     tracing::warn!(unit = %unit.id, job = %current.job_id, "the service no longer knows the export job; creating a new one");
                     last_error = format!("job {} disappeared", current.job_id);
                     continue;
                 }
+                // A job of an earlier run that is still not done has had its `job_timeout`:
+                // this run asks for a new one instead of failing on the old one every time.
+                Waited::TimedOut(_) if resumed => {
+                    last_error = format!(
+                        "job {} of an earlier run was still IN_PROGRESS after job_timeout",
+                        current.job_id
+                    );
+                    tracing::warn!(unit = %unit.id, job = %current.job_id, "{last_error}; creating a new one");
+                    continue;
+                }
+                Waited::TimedOut(e) => return Err(StageError::retryable(e)),
             };
             match status.status.as_str() {
                 "COMPLETED" => {}
                 "SYSTEM_ERROR" => {
-                    tracing::warn!(unit = %unit.id, job = %current.job_id, attempt, "export job ended in SYSTEM_ERROR; creating a new one");
                     last_error = format!("job {} ended in SYSTEM_ERROR", current.job_id);
-                    if attempt >= self.cfg.job_attempts {
+                    if created >= self.cfg.job_attempts {
                         return Err(StageError::retryable(AuditLogError::SystemError {
                             job_id: current.job_id,
-                            attempts: attempt,
+                            attempts: created,
                             message: last_error,
                         }));
                     }
+                    tracing::warn!(unit = %unit.id, job = %current.job_id, attempt, "export job ended in SYSTEM_ERROR; creating a new one");
                     continue;
                 }
                 other => {
@@ -497,6 +537,16 @@ impl AuditLog {
     }
 }
 
+/// How polling a job ended.
+enum Waited {
+    /// It left IN_PROGRESS.
+    Ended(JobStatus),
+    /// The service no longer knows it.
+    Gone,
+    /// Still IN_PROGRESS `job_timeout` after it was created.
+    TimedOut(AuditLogError),
+}
+
 /// Why a download did not finish.
 enum DownloadFailure {
     /// Nothing reached the decoder: a new job may be tried.
@@ -549,6 +599,27 @@ impl download::FreshUrl for JobUrl<'_> {
     }
 }
 
+/// Whether a 500's body is a SOAP fault that a retry cannot help: any fault but a `Server` one
+/// (SOAP 1.1's code for "the server failed, not the message"; `Receiver` in SOAP 1.2 terms),
+/// which is retried with backoff like any other 500. A 500 that is not a fault is retried too.
+fn final_fault(body: &[u8]) -> bool {
+    if memchr::memmem::find(body, b"Fault").is_none() {
+        return false;
+    }
+    let Ok(root) = Element::parse(body) else {
+        return false;
+    };
+    let Some(fault) = root.child(SOAP_NS, "Body").and_then(|b| b.child(SOAP_NS, "Fault")) else {
+        return false;
+    };
+    let code = fault
+        .find_local("faultcode")
+        .map(|e| e.text.as_str())
+        .unwrap_or_default();
+    let local = code.rsplit(':').next().unwrap_or_default();
+    !matches!(local, "Server" | "Receiver")
+}
+
 /// All text below an element, for a fault's `detail`.
 fn flatten_text(e: &Element) -> String {
     let mut parts = Vec::new();
@@ -566,6 +637,29 @@ fn flatten_text(e: &Element) -> String {
 
 /// The jobs in a `getDownloadResponse` or `getDownloadStatusResponse` body. A value with
 /// `operationSucceeded` false gives its errors as the message.
+/// The job a getDownload created, among the jobs its response lists: the one named `name`;
+/// failing that, the only job, or the only IN_PROGRESS one (a job is created IN_PROGRESS). Any
+/// other response is refused rather than guessed at: following another job of the account would
+/// load another date range.
+pub fn pick_created(mut jobs: Vec<JobStatus>, name: &str) -> Result<JobStatus, String> {
+    if let Some(i) = jobs.iter().position(|j| j.name.as_deref() == Some(name)) {
+        return Ok(jobs.swap_remove(i));
+    }
+    if jobs.len() <= 1 {
+        return jobs.pop().ok_or_else(|| "the response holds no job".into());
+    }
+    let in_progress: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].status == "IN_PROGRESS").collect();
+    if let [i] = in_progress[..] {
+        return Ok(jobs.swap_remove(i));
+    }
+    let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+    Err(format!(
+        "the response lists {} jobs ({}), none named {name:?} and not exactly one IN_PROGRESS: cannot tell which one was created",
+        jobs.len(),
+        ids.join(", ")
+    ))
+}
+
 pub fn jobs_in(body: &Element, response: &str) -> Result<Vec<JobStatus>, String> {
     let resp = body
         .child_in(&[AUDIT_NS, COMMON_NS], response)
@@ -599,6 +693,7 @@ pub fn jobs_in(body: &Element, response: &str) -> Result<Vec<JobStatus>, String>
         check_job_id(&job_id)?;
         jobs.push(JobStatus {
             job_id,
+            name: text("auditLogJobName"),
             status: text("auditLogJobStatus").ok_or("a job without <auditLogJobStatus>")?,
             progress: text("progress").unwrap_or_else(|| "?".into()),
             url: text("downloadAuditLogDownloadUrl").filter(|u| !u.is_empty()),

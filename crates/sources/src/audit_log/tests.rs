@@ -70,8 +70,10 @@ fn a_utc_day_is_asked_as_the_local_dates_that_overlap_it() {
     assert_eq!(
         units,
         [
-            ("audit_log-100000001-2025-11-16", "20251116", "20251117"),
-            ("audit_log-100000001-2025-11-17", "20251117", "20251118"),
+            // UTC 2025-11-16 is local 11-16 09:00 to 11-17 09:00; `endDate` one day later
+            // covers it whether the service reads it as inclusive or exclusive.
+            ("audit_log-100000001-2025-11-16", "20251116", "20251118"),
+            ("audit_log-100000001-2025-11-17", "20251117", "20251119"),
         ]
     );
     assert!(plan.units.iter().all(|u| !u.provisional));
@@ -173,7 +175,85 @@ async fn a_soap_fault_fails_the_unit_at_once_with_its_string_and_no_secret() {
         request.contains("<ns2:apiAccountPassword>p@ss&amp;word</ns2:apiAccountPassword>"),
         "{request}"
     );
-    assert!(request.contains("<startDate>20251116</startDate>") && request.contains("<endDate>20251117</endDate>"));
+    assert!(request.contains("<startDate>20251116</startDate>") && request.contains("<endDate>20251118</endDate>"));
+}
+
+fn fault_response(code: &str) -> String {
+    let fault = format!(
+        r#"<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body><env:Fault><faultcode>env:{code}</faultcode><faultstring>{code} fault</faultstring></env:Fault></env:Body></env:Envelope>"#
+    );
+    format!(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{fault}",
+        fault.len()
+    )
+}
+
+#[tokio::test]
+async fn a_server_fault_is_retried_and_a_client_fault_is_not() {
+    let (base, seen) = scripted(vec![
+        fault_response("Server"),
+        fault_response("Server"),
+        fault_response("Client"),
+    ])
+    .await;
+    let s = source(&format!("{base}services/V201812/AuditLogService"));
+    let unit = s
+        .plan(&PlanRequest {
+            from: t("2025-11-16T00:00:00Z"),
+            to: t("2025-11-17T00:00:00Z"),
+            now: t("2025-11-20T00:00:00Z"),
+            settle: Duration::from_secs(3600),
+        })
+        .unwrap()
+        .units
+        .remove(0);
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let err = s.fetch(&unit, etl_core::PayloadSender::new(tx)).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert!(err.to_string().contains("SOAP fault env:Client: Client fault"), "{err}");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        3,
+        "two Server faults retried, the Client one not"
+    );
+}
+
+fn job(id: &str, name: Option<&str>, status: &str) -> super::JobStatus {
+    super::JobStatus {
+        job_id: id.into(),
+        name: name.map(str::to_string),
+        status: status.into(),
+        progress: "0".into(),
+        url: None,
+    }
+}
+
+#[test]
+fn the_created_job_is_found_by_its_name_among_the_jobs_listed() {
+    use super::pick_created;
+    // The seed's getDownload response: the new job and an older, COMPLETED one.
+    let seed = || {
+        vec![
+            job("19771824", Some("test job"), "IN_PROGRESS"),
+            job("19771825", Some("test job completed"), "COMPLETED"),
+        ]
+    };
+    assert_eq!(pick_created(seed(), "test job").unwrap().job_id, "19771824");
+    let mut reversed = seed();
+    reversed.reverse();
+    assert_eq!(pick_created(reversed, "test job").unwrap().job_id, "19771824");
+    // No name matches: the only IN_PROGRESS job, or the only job.
+    assert_eq!(pick_created(seed(), "etl x #1").unwrap().job_id, "19771824");
+    assert_eq!(
+        pick_created(vec![job("7", None, "IN_PROGRESS")], "etl x #1")
+            .unwrap()
+            .job_id,
+        "7"
+    );
+    let two = vec![job("8", Some("a"), "IN_PROGRESS"), job("9", Some("b"), "IN_PROGRESS")];
+    let err = pick_created(two, "etl x #1").unwrap_err();
+    assert!(err.contains("8, 9") && err.contains("etl x #1"), "{err}");
+    assert!(pick_created(Vec::new(), "etl x #1").unwrap_err().contains("no job"));
 }
 
 fn status_envelope(job: &str, status: &str, url: Option<&str>) -> String {
