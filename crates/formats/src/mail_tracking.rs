@@ -830,6 +830,15 @@ fn parse_field(c: &mut Cur<'_>, rec: &mut Rec, col: usize, key: Txt) -> Result<(
             }
         },
         Kind::TextList if b == b'[' => parse_text_list(c, rec, column.slot, key)?,
+        // The seed's field table types `headerTo` as a String of "email address(es)", its
+        // example as an array: a lone string is a list of one.
+        Kind::TextList if b == b'"' => {
+            let (t, lone) = c.string(&mut rec.scratch)?;
+            if lone {
+                rec.lone_surrogate(c.d, at, key);
+            }
+            rec.lists[column.slot].push(Some(t));
+        }
         Kind::Attachments if b == b'[' => parse_attachments(c, rec, key)?,
         kind => {
             let found = c.skip_value(2)?;
