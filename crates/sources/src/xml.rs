@@ -3,21 +3,83 @@
 
 use memchr::memmem;
 
-/// The unescaped text of the first `<name>...</name>` element, if any. `name` is a local name
-/// without prefix; the vendor APIs that use this do not use namespaces in these elements.
+/// The unescaped text of the last `<name>...</name>` element, if any (a page's `NextToken`
+/// follows its records). `name` is a local name: the element may carry a prefix (`<a:name>`),
+/// attributes (`xmlns="..."`) or be empty (`<name/>`, text ""), and its text may be a CDATA
+/// section. A tag missed here would end a token chain early and lose the rest of the window
+/// without an error, so the record decoder's leniency is matched.
 pub fn element_text(body: &[u8], name: &str) -> Result<Option<String>, String> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let Some(start) = memmem::rfind(body, open.as_bytes()) else {
+    let Some((qname, after_open, empty)) = last_start_tag(body, name) else {
         return Ok(None);
     };
-    let from = start + open.len();
-    let Some(len) = memmem::find(&body[from..], close.as_bytes()) else {
-        return Err(format!("<{name}> is not closed"));
+    if empty {
+        return Ok(Some(String::new()));
+    }
+    let close = format!("</{qname}");
+    let mut from = after_open;
+    let len = loop {
+        let Some(at) = memmem::find(&body[from..], close.as_bytes()) else {
+            return Err(format!("<{qname}> is not closed"));
+        };
+        let end = from + at + close.len();
+        let rest = &body[end..];
+        let ws = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        if rest.get(ws) == Some(&b'>') {
+            break from + at - after_open;
+        }
+        from = end;
     };
-    let raw = std::str::from_utf8(&body[from..from + len]).map_err(|e| format!("<{name}> is not UTF-8: {e}"))?;
-    let text = quick_xml::escape::unescape(raw).map_err(|e| format!("<{name}>: {e}"))?;
+    let raw =
+        std::str::from_utf8(&body[after_open..after_open + len]).map_err(|e| format!("<{qname}> is not UTF-8: {e}"))?;
+    if let Some(inner) = raw.trim().strip_prefix("<![CDATA[").and_then(|r| r.strip_suffix("]]>")) {
+        return Ok(Some(inner.to_string()));
+    }
+    let text = quick_xml::escape::unescape(raw).map_err(|e| format!("<{qname}>: {e}"))?;
     Ok(Some(text.into_owned()))
+}
+
+/// Whether the body has a start tag of local name `name`, with or without a prefix; searched
+/// from the start (a response's root is at its start).
+pub fn has_start_tag(body: &[u8], name: &str) -> bool {
+    memmem::find_iter(body, name.as_bytes()).any(|at| start_tag_at(body, at, name).is_some())
+}
+
+/// The last start tag of local name `name`: its qualified name as written, the offset after
+/// its `>`, and whether it is an empty-element tag.
+fn last_start_tag<'a>(body: &'a [u8], name: &str) -> Option<(&'a str, usize, bool)> {
+    let mut before = body.len();
+    while let Some(at) = memmem::rfind(&body[..before], name.as_bytes()) {
+        if let Some(tag) = start_tag_at(body, at, name) {
+            return Some(tag);
+        }
+        before = at;
+    }
+    None
+}
+
+/// The start tag whose local name `name` is at `at`, if that occurrence is one: preceded by
+/// `<` or `<prefix:`, followed by `>`, `/` or whitespace.
+fn start_tag_at<'a>(body: &'a [u8], at: usize, name: &str) -> Option<(&'a str, usize, bool)> {
+    let is_name_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    let after = at + name.len();
+    if !matches!(body.get(after), Some(b'>' | b'/' | b' ' | b'\t' | b'\r' | b'\n')) {
+        return None;
+    }
+    let open = match at.checked_sub(1).map(|i| body[i]) {
+        Some(b'<') => at - 1,
+        Some(b':') => {
+            let prefix = body[..at - 1].iter().rev().take_while(|&&b| is_name_byte(b)).count();
+            let lt = at - 1 - prefix;
+            if prefix == 0 || lt == 0 || body[lt - 1] != b'<' {
+                return None;
+            }
+            lt - 1
+        }
+        _ => return None,
+    };
+    let gt = after + memchr::memchr(b'>', &body[after..])?;
+    let qname = std::str::from_utf8(&body[open + 1..after]).ok()?;
+    Some((qname, gt + 1, body[gt - 1] == b'/'))
 }
 
 /// One element of a small control-plane document (a SOAP response, a WebDAV multistatus),
@@ -225,6 +287,33 @@ mod tests {
         assert_eq!(element_text(body, "Code").unwrap().as_deref(), Some("Bad&Worse"));
         assert_eq!(element_text(body, "Nope").unwrap(), None);
         assert!(element_text(b"<Code>x", "Code").is_err());
+    }
+
+    #[test]
+    fn finds_a_prefixed_attributed_empty_or_cdata_element() {
+        let cases: [(&[u8], Option<&str>); 8] = [
+            (b"<r><NextToken>a+b/c=</NextToken></r>", Some("a+b/c=")),
+            (b"<r><NextToken xmlns=\"urn:x\">tok</NextToken></r>", Some("tok")),
+            (b"<r xmlns:m=\"urn:x\"><m:NextToken>tok</m:NextToken ></r>", Some("tok")),
+            (b"<r><NextToken><![CDATA[a<b&c]]></NextToken></r>", Some("a<b&c")),
+            (b"<r><NextToken/></r>", Some("")),
+            (b"<r><NextToken /></r>", Some("")),
+            // Other elements whose name ends or starts with it are not it.
+            (b"<r><MyNextToken>x</MyNextToken><NextTokenX>y</NextTokenX></r>", None),
+            // The last one counts: a page's token follows its records.
+            (b"<r><NextToken>1</NextToken><NextToken>2</NextToken></r>", Some("2")),
+        ];
+        for (body, want) in cases {
+            let got = element_text(body, "NextToken").unwrap();
+            assert_eq!(got.as_deref(), want, "{}", String::from_utf8_lossy(body));
+        }
+        assert!(element_text(b"<r><a:NextToken>x</b:NextToken></r>", "NextToken").is_err());
+        assert!(has_start_tag(
+            b"<ns:GetDeliveryLogResponse xmlns:ns=\"u\">",
+            "GetDeliveryLogResponse"
+        ));
+        assert!(has_start_tag(b"<GetDeliveryLogResponse>", "GetDeliveryLogResponse"));
+        assert!(!has_start_tag(b"</GetDeliveryLogResponse>", "GetDeliveryLogResponse"));
     }
 
     /// A listener nobody connects to unless the parser fetches what the document points at;

@@ -30,7 +30,8 @@ use etl_http::{Client, RateBudget};
 use futures::future::BoxFuture;
 
 use crate::paging::{self, MAX_REPLAYS, Step, TokenPaging};
-use crate::{day_start, utc_days, xml::element_text};
+use crate::xml::{element_text, has_start_tag};
+use crate::{day_start, utc_days};
 
 /// `StartDate` and `EndDate`: a UTC minute.
 const MINUTE: &str = "%Y-%m-%dT%H:%M";
@@ -178,7 +179,7 @@ impl MailDelivery {
                 }
                 return Err(crate::rejected(resp.status, answer));
             }
-            if memchr::memmem::find(&resp.body, b"<GetDeliveryLogResponse").is_none() {
+            if !has_start_tag(&resp.body, "GetDeliveryLogResponse") {
                 let excerpt = self.client.redactor().redact(&crate::body_start(&resp.body));
                 return Err(StageError::retryable(MailDeliveryError::NotAPage { url, excerpt }));
             }
