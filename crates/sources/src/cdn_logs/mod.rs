@@ -110,8 +110,9 @@ struct Shared {
 #[derive(Deserialize)]
 struct DomainLogs {
     domain: String,
+    /// Absent, `null` and `[]` alike: no slot.
     #[serde(default)]
-    logs: Vec<SlotLogs>,
+    logs: Option<Vec<SlotLogs>>,
 }
 
 #[derive(Deserialize)]
@@ -430,7 +431,7 @@ pub fn parse_listing(body: &[u8], domain: &str, window: Window) -> Result<(Vec<L
     }
     let mut files = Vec::new();
     for entry in entries {
-        for slot in &entry.logs {
+        for slot in entry.logs.iter().flatten() {
             let t = DateTime::parse_from_rfc3339(&slot.timestamp)
                 .map_err(|e| format!("slot timestamp `{}`: {e}", slot.timestamp))?
                 .with_timezone(&Utc);

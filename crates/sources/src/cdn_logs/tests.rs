@@ -156,6 +156,15 @@ fn parses_both_keys_keeps_only_the_day_and_orders_files() {
     assert!(err.contains("slot timestamp `yesterday`"), "{err}");
     let (files, _) = parse_listing(b"[]", "d.example", day_window("2025-09-11")).unwrap();
     assert!(files.is_empty());
+    // A domain with no slots at all: `logs` absent, null or empty.
+    for body in [
+        &br#"[{"domain": "d.example"}]"#[..],
+        br#"[{"domain": "d.example", "logs": null}]"#,
+        br#"[{"domain": "d.example", "logs": [{"timestamp": "2025-09-11T10:00:00Z", "values": null}]}]"#,
+    ] {
+        let (files, _) = parse_listing(body, "d.example", day_window("2025-09-11")).unwrap();
+        assert!(files.is_empty(), "{}", String::from_utf8_lossy(body));
+    }
 }
 
 #[test]
