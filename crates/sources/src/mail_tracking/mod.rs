@@ -78,6 +78,8 @@ pub struct MailTracking {
     cfg: MailTrackingConfig,
     client: Client,
     endpoint: String,
+    /// The clock the 72 hours are checked against before each request (tests set their own).
+    now: fn() -> DateTime<Utc>,
 }
 
 /// Pages a later window may fetch ahead of the one being decoded.
@@ -100,7 +102,17 @@ impl MailTracking {
         let endpoint = format!("{}{PATH}", cfg.url.trim_end_matches('/'));
         // No limit of its own (the seed states none): it only carries a 429's hold to every unit.
         let client = client.with_budget(Arc::new(RateBudget::new("mail tracking API", &[])));
-        Self { cfg, client, endpoint }
+        Self {
+            cfg,
+            client,
+            endpoint,
+            now: Utc::now,
+        }
+    }
+
+    /// The same source with another clock for the 72-hour check (tests of fixed dates).
+    pub fn with_clock(self, now: fn() -> DateTime<Utc>) -> Self {
+        Self { now, ..self }
     }
 
     /// The (traffic type, domain) streams the configuration asks for.
@@ -184,7 +196,25 @@ impl MailTracking {
         let mut paging = TokenPaging::default();
         // The window's page number, for messages (the payload names number the unit's pages).
         let mut page = 1;
+        let window_start = DateTime::parse_from_rfc3339(&window.start)
+            .map_err(|e| StageError::internal(format!("unit {}: window start {:?}: {e}", unit.id, window.start)))?
+            .with_timezone(&Utc);
         loop {
+            // The plan checked the 72 hours against its own clock; a unit that waited in the
+            // queue or on retries can cross that edge before its request is sent, and the API
+            // would leave the first part of the window out without saying so: fail loudly.
+            let oldest = (self.now)() - RETENTION;
+            if window_start < oldest {
+                return Err(StageError::permanent(MailTrackingError::BeyondRetention {
+                    oldest: iso_ms(oldest),
+                    what: format!(
+                        "page {page} of unit {}{label}, by the time it was to be requested,",
+                        unit.id
+                    ),
+                    start: window.start.clone(),
+                    first_ok: (oldest.date_naive() + Days::new(1)).to_string(),
+                }));
+            }
             let query = self.query(unit, (&window.start, &window.end), paging.token());
             let what = format!("mail_tracking {} page {page}{label}", unit.id);
             let resp = self

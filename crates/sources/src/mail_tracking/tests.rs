@@ -29,7 +29,35 @@ fn source(url: &str, domains: &[&str]) -> MailTracking {
         backoff_max: Duration::from_millis(5),
         ..Default::default()
     };
+    // The tests' units are of September 2025, fetched as if on the 13th.
     MailTracking::new(cfg, Client::new(http, Redactor::new([Secret::new("key-xyz")])).unwrap())
+        .with_clock(|| t("2025-09-13T00:00:00Z"))
+}
+
+#[tokio::test]
+async fn a_window_that_crossed_the_72_hours_before_its_request_fails_without_a_request() {
+    let (url, seen) = scripted(vec![json_response("200 OK", r#"{"logs": []}"#)]).await;
+    // Planned at 2025-09-13T00:00Z (the unit of the 11th starts 48 h earlier), fetched as if
+    // its request were sent a day and a minute later.
+    let s = source(url.trim_end_matches('/'), &[]).with_clock(|| t("2025-09-14T00:01:00Z"));
+    let plan = s
+        .plan(&req(
+            "2025-09-11T00:00:00Z",
+            "2025-09-12T00:00:00Z",
+            "2025-09-13T00:00:00Z",
+        ))
+        .unwrap();
+    let (tx, _rx) = mpsc::channel(16);
+    let err = s.fetch(&plan.units[0], PayloadSender::new(tx)).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("72 hours")
+            && msg.contains("by the time it was to be requested")
+            && msg.contains("2025-09-11T00:00:00.000Z"),
+        "{msg}"
+    );
+    assert!(seen.lock().unwrap().is_empty(), "no request was sent");
 }
 
 fn req(from: &str, to: &str, now: &str) -> PlanRequest {
