@@ -18,6 +18,17 @@ use crate::stage::{Decoder, Plan, PlanRequest, UnitWriter};
 use crate::state::MemoryState;
 use crate::unit::Window;
 
+/// A pipeline of numbers pages, without transforms, from `source` into `sink`.
+fn numbers_pipeline(source: Arc<dyn Source>, sink: Arc<dyn Sink>, state: Arc<dyn StateStore>) -> Arc<Pipeline> {
+    Arc::new(Pipeline {
+        source,
+        format: Arc::new(Numbers),
+        transforms: Vec::new(),
+        sink,
+        state,
+    })
+}
+
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]))
 }
@@ -186,13 +197,11 @@ fn unit(id: &str) -> Unit {
 async fn run_with(source: NumberSource, units: Vec<Unit>) -> (RunReport, Arc<Mutex<Recorded>>, Arc<MemoryState>) {
     let rec = Arc::new(Mutex::new(Recorded::default()));
     let state = Arc::new(MemoryState::default());
-    let pipeline = Arc::new(Pipeline {
-        source: Arc::new(source),
-        format: Arc::new(Numbers),
-        transforms: Vec::new(),
-        sink: Arc::new(MemorySink(Arc::clone(&rec))),
-        state: Arc::clone(&state) as Arc<dyn StateStore>,
-    });
+    let pipeline = numbers_pipeline(
+        Arc::new(source),
+        Arc::new(MemorySink(Arc::clone(&rec))),
+        Arc::clone(&state) as Arc<dyn StateStore>,
+    );
     let opts = RunOptions {
         channel_capacity: 2,
         decode_workers: 4,
@@ -295,17 +304,15 @@ async fn a_panicking_decoder_fails_the_unit_instead_of_committing_less() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancellation_reports_units_as_cancelled_and_commits_nothing_more() {
     let rec = Arc::new(Mutex::new(Recorded::default()));
-    let pipeline = Arc::new(Pipeline {
-        source: Arc::new(NumberSource {
+    let pipeline = numbers_pipeline(
+        Arc::new(NumberSource {
             pages: 50,
             fail_at: None,
             poison: None,
         }),
-        format: Arc::new(Numbers),
-        transforms: Vec::new(),
-        sink: Arc::new(MemorySink(Arc::clone(&rec))),
-        state: Arc::new(MemoryState::default()),
-    });
+        Arc::new(MemorySink(Arc::clone(&rec))),
+        Arc::new(MemoryState::default()),
+    );
     let cancel = CancellationToken::new();
     cancel.cancel();
     let report = run(pipeline, vec![unit("a"), unit("b")], RunOptions::default(), cancel).await;
@@ -342,13 +349,11 @@ impl Source for Endless {
 async fn cancelling_mid_unit_aborts_the_writer() {
     let rec = Arc::new(Mutex::new(Recorded::default()));
     let state = Arc::new(MemoryState::default());
-    let pipeline = Arc::new(Pipeline {
-        source: Arc::new(Endless),
-        format: Arc::new(Numbers),
-        transforms: Vec::new(),
-        sink: Arc::new(MemorySink(Arc::clone(&rec))),
-        state: Arc::clone(&state) as Arc<dyn StateStore>,
-    });
+    let pipeline = numbers_pipeline(
+        Arc::new(Endless),
+        Arc::new(MemorySink(Arc::clone(&rec))),
+        Arc::clone(&state) as Arc<dyn StateStore>,
+    );
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();
     tokio::spawn(async move {
@@ -431,13 +436,11 @@ impl Source for RefusingSource {
 async fn run_refusing(source: Arc<RefusingSource>) -> (RunReport, Arc<Mutex<Recorded>>, Arc<MemoryState>) {
     let rec = Arc::new(Mutex::new(Recorded::default()));
     let state = Arc::new(MemoryState::default());
-    let pipeline = Arc::new(Pipeline {
-        source: source as Arc<dyn Source>,
-        format: Arc::new(Numbers),
-        transforms: Vec::new(),
-        sink: Arc::new(MemorySink(Arc::clone(&rec))),
-        state: Arc::clone(&state) as Arc<dyn StateStore>,
-    });
+    let pipeline = numbers_pipeline(
+        source,
+        Arc::new(MemorySink(Arc::clone(&rec))),
+        Arc::clone(&state) as Arc<dyn StateStore>,
+    );
     let report = run(
         pipeline,
         vec![unit("a")],
@@ -584,13 +587,11 @@ async fn a_failing_writer_stops_the_fetch_task_of_its_unit() {
     // not left fetching for a unit that is already lost.
     let rec = Arc::new(Mutex::new(Recorded::default()));
     let source = Arc::new(Watched::default());
-    let pipeline = Arc::new(Pipeline {
-        source: Arc::clone(&source) as Arc<dyn Source>,
-        format: Arc::new(Numbers),
-        transforms: Vec::new(),
-        sink: Arc::new(FullDisk(Arc::clone(&rec))),
-        state: Arc::new(MemoryState::default()) as Arc<dyn StateStore>,
-    });
+    let pipeline = numbers_pipeline(
+        Arc::clone(&source) as Arc<dyn Source>,
+        Arc::new(FullDisk(Arc::clone(&rec))),
+        Arc::new(MemoryState::default()),
+    );
     let report = tokio::time::timeout(
         Duration::from_secs(10),
         run(
@@ -688,17 +689,15 @@ async fn units_running_at_once_write_on_threads_of_their_own() {
     // would never write at the same time.
     let meet = Arc::new(Rendezvous::default());
     let rec = Arc::new(Mutex::new(Recorded::default()));
-    let pipeline = Arc::new(Pipeline {
-        source: Arc::new(NumberSource {
+    let pipeline = numbers_pipeline(
+        Arc::new(NumberSource {
             pages: 2,
             fail_at: None,
             poison: None,
         }),
-        format: Arc::new(Numbers),
-        transforms: Vec::new(),
-        sink: Arc::new(BlockingSink(Arc::clone(&meet), MemorySink(Arc::clone(&rec)))),
-        state: Arc::new(MemoryState::default()) as Arc<dyn StateStore>,
-    });
+        Arc::new(BlockingSink(Arc::clone(&meet), MemorySink(Arc::clone(&rec)))),
+        Arc::new(MemoryState::default()),
+    );
     let report = run(
         pipeline,
         vec![unit("a"), unit("b")],
@@ -747,17 +746,15 @@ impl UnitWriter for PanickingWriter {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_unit_is_an_internal_failure_that_stops_the_run() {
-    let pipeline = Arc::new(Pipeline {
-        source: Arc::new(NumberSource {
+    let pipeline = numbers_pipeline(
+        Arc::new(NumberSource {
             pages: 2,
             fail_at: None,
             poison: None,
         }),
-        format: Arc::new(Numbers),
-        transforms: Vec::new(),
-        sink: Arc::new(PanickingSink),
-        state: Arc::new(MemoryState::default()) as Arc<dyn StateStore>,
-    });
+        Arc::new(PanickingSink),
+        Arc::new(MemoryState::default()),
+    );
     let opts = RunOptions {
         unit_concurrency: 1,
         ..RunOptions::default()

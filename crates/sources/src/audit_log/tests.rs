@@ -79,6 +79,27 @@ fn a_utc_day_is_asked_as_the_local_dates_that_overlap_it() {
     assert!(plan.units.iter().all(|u| !u.provisional));
 }
 
+/// The unit of UTC 2025-11-16, planned on the 20th.
+fn unit_of_nov_16(s: &AuditLog) -> etl_core::Unit {
+    s.plan(&PlanRequest {
+        from: t("2025-11-16T00:00:00Z"),
+        to: t("2025-11-17T00:00:00Z"),
+        now: t("2025-11-20T00:00:00Z"),
+        settle: Duration::from_secs(3600),
+    })
+    .unwrap()
+    .units
+    .remove(0)
+}
+
+/// An HTTP 500 carrying `xml`, as SOAP faults come.
+fn http_500(xml: &str) -> String {
+    format!(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+        xml.len()
+    )
+}
+
 /// The seed's getDownload response: prefixes `ns2` for the service namespace, the default
 /// namespace for the common one.
 const SEED_RESPONSE: &str = r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">
@@ -142,22 +163,9 @@ fn jobs_are_read_by_namespace_whatever_the_prefixes() {
 #[tokio::test]
 async fn a_soap_fault_fails_the_unit_at_once_with_its_string_and_no_secret() {
     let fault = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode><faultstring>Authentication failed for 2222-ACCOUNT</faultstring><detail><c:ApiExceptionFault xmlns:c="http://im.yahooapis.jp/V201812"><c:code>AUTHENTICATION_FAILED</c:code></c:ApiExceptionFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
-    let resp = format!(
-        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{fault}",
-        fault.len()
-    );
-    let (base, seen) = scripted(vec![resp]).await;
+    let (base, seen) = scripted(vec![http_500(fault)]).await;
     let s = source(&format!("{base}services/V201812/AuditLogService"));
-    let unit = s
-        .plan(&PlanRequest {
-            from: t("2025-11-16T00:00:00Z"),
-            to: t("2025-11-17T00:00:00Z"),
-            now: t("2025-11-20T00:00:00Z"),
-            settle: Duration::from_secs(3600),
-        })
-        .unwrap()
-        .units
-        .remove(0);
+    let unit = unit_of_nov_16(&s);
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
     let err = s.fetch(&unit, etl_core::PayloadSender::new(tx)).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Permanent);
@@ -182,10 +190,7 @@ fn fault_response(code: &str) -> String {
     let fault = format!(
         r#"<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body><env:Fault><faultcode>env:{code}</faultcode><faultstring>{code} fault</faultstring></env:Fault></env:Body></env:Envelope>"#
     );
-    format!(
-        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{fault}",
-        fault.len()
-    )
+    http_500(&fault)
 }
 
 #[tokio::test]
@@ -197,16 +202,7 @@ async fn a_server_fault_is_retried_and_a_client_fault_is_not() {
     ])
     .await;
     let s = source(&format!("{base}services/V201812/AuditLogService"));
-    let unit = s
-        .plan(&PlanRequest {
-            from: t("2025-11-16T00:00:00Z"),
-            to: t("2025-11-17T00:00:00Z"),
-            now: t("2025-11-20T00:00:00Z"),
-            settle: Duration::from_secs(3600),
-        })
-        .unwrap()
-        .units
-        .remove(0);
+    let unit = unit_of_nov_16(&s);
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
     let err = s.fetch(&unit, etl_core::PayloadSender::new(tx)).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Permanent);
@@ -294,16 +290,7 @@ async fn an_expired_download_url_is_renewed_by_polling_the_status_again() {
     }))
     .await;
     let s = source(&format!("{}/services/V201812/AuditLogService", server.base));
-    let unit = s
-        .plan(&PlanRequest {
-            from: t("2025-11-16T00:00:00Z"),
-            to: t("2025-11-17T00:00:00Z"),
-            now: t("2025-11-20T00:00:00Z"),
-            settle: Duration::from_secs(3600),
-        })
-        .unwrap()
-        .units
-        .remove(0);
+    let unit = unit_of_nov_16(&s);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<etl_core::Payload>(4);
     let collect = async {
         let mut bytes = Vec::new();
@@ -391,16 +378,7 @@ async fn a_soap_response_with_a_doctype_or_deep_nesting_fails_cleanly() {
         );
         let (base, seen) = scripted(vec![resp]).await;
         let s = source(&format!("{base}services/V201812/AuditLogService"));
-        let unit = s
-            .plan(&PlanRequest {
-                from: t("2025-11-16T00:00:00Z"),
-                to: t("2025-11-17T00:00:00Z"),
-                now: t("2025-11-20T00:00:00Z"),
-                settle: Duration::from_secs(3600),
-            })
-            .unwrap()
-            .units
-            .remove(0);
+        let unit = unit_of_nov_16(&s);
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let err = s.fetch(&unit, etl_core::PayloadSender::new(tx)).await.unwrap_err();
         let msg = err.to_string();
@@ -443,16 +421,7 @@ async fn the_token_in_a_download_url_path_never_reaches_an_error() {
         ..Default::default()
     };
     let s = AuditLog::new(cfg, Client::new(http, Redactor::new([])).unwrap()).unwrap();
-    let unit = s
-        .plan(&PlanRequest {
-            from: t("2025-11-16T00:00:00Z"),
-            to: t("2025-11-17T00:00:00Z"),
-            now: t("2025-11-20T00:00:00Z"),
-            settle: Duration::from_secs(3600),
-        })
-        .unwrap()
-        .units
-        .remove(0);
+    let unit = unit_of_nov_16(&s);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<etl_core::Payload>(4);
     let drain = async {
         let mut errors = Vec::new();

@@ -34,19 +34,23 @@ fn source(url: &str, domains: &[&str]) -> MailTracking {
         .with_clock(|| t("2025-09-13T00:00:00Z"))
 }
 
+/// The plan of UTC 2025-09-11 (one unit per traffic type), made on the 13th.
+fn plan_sep_11(s: &MailTracking) -> etl_core::Plan {
+    s.plan(&req(
+        "2025-09-11T00:00:00Z",
+        "2025-09-12T00:00:00Z",
+        "2025-09-13T00:00:00Z",
+    ))
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_window_that_crossed_the_72_hours_before_its_request_fails_without_a_request() {
     let (url, seen) = scripted(vec![json_response("200 OK", r#"{"logs": []}"#)]).await;
     // Planned at 2025-09-13T00:00Z (the unit of the 11th starts 48 h earlier), fetched as if
     // its request were sent a day and a minute later.
     let s = source(url.trim_end_matches('/'), &[]).with_clock(|| t("2025-09-14T00:01:00Z"));
-    let plan = s
-        .plan(&req(
-            "2025-09-11T00:00:00Z",
-            "2025-09-12T00:00:00Z",
-            "2025-09-13T00:00:00Z",
-        ))
-        .unwrap();
+    let plan = plan_sep_11(&s);
     let (tx, _rx) = mpsc::channel(16);
     let err = s.fetch(&plan.units[0], PayloadSender::new(tx)).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Permanent);
@@ -152,13 +156,7 @@ async fn follows_next_token_with_basic_auth_and_both_bounds() {
     ])
     .await;
     let s = source(url.trim_end_matches('/'), &[]);
-    let plan = s
-        .plan(&req(
-            "2025-09-11T00:00:00Z",
-            "2025-09-12T00:00:00Z",
-            "2025-09-13T00:00:00Z",
-        ))
-        .unwrap();
+    let plan = plan_sep_11(&s);
     let (tx, mut rx) = mpsc::channel(16);
     let stats = s.fetch(&plan.units[0], PayloadSender::new(tx)).await.unwrap();
     assert_eq!(stats.payloads, 2);
@@ -195,13 +193,7 @@ async fn vendor_errors_name_code_and_message_and_hide_the_key() {
     )])
     .await;
     let s = source(url.trim_end_matches('/'), &[]);
-    let plan = s
-        .plan(&req(
-            "2025-09-11T00:00:00Z",
-            "2025-09-12T00:00:00Z",
-            "2025-09-13T00:00:00Z",
-        ))
-        .unwrap();
+    let plan = plan_sep_11(&s);
     let (tx, _rx) = mpsc::channel(16);
     let err = s.fetch(&plan.units[0], PayloadSender::new(tx)).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Permanent);
@@ -230,13 +222,7 @@ fn domains_that_collide_as_unit_ids_are_refused() {
 }
 
 async fn fetch_day(s: &MailTracking) -> (Result<etl_core::FetchStats, etl_core::StageError>, usize) {
-    let plan = s
-        .plan(&req(
-            "2025-09-11T00:00:00Z",
-            "2025-09-12T00:00:00Z",
-            "2025-09-13T00:00:00Z",
-        ))
-        .unwrap();
+    let plan = plan_sep_11(s);
     let (tx, mut rx) = mpsc::channel(16);
     let res = s.fetch(&plan.units[0], PayloadSender::new(tx)).await;
     let mut pages = 0;
