@@ -218,7 +218,7 @@ impl AuditLog {
             let code = text("faultcode");
             // Only a Server fault that came with another status than 500 gets here (a 500 one
             // was retried by the HTTP client, and what it gave up on is its error).
-            let server = matches!(code.rsplit(':').next(), Some("Server" | "Receiver"));
+            let server = is_server_fault(&code);
             let err = AuditLogError::Fault {
                 url,
                 code,
@@ -616,8 +616,12 @@ fn final_fault(body: &[u8]) -> bool {
         .find_local("faultcode")
         .map(|e| e.text.as_str())
         .unwrap_or_default();
-    let local = code.rsplit(':').next().unwrap_or_default();
-    !matches!(local, "Server" | "Receiver")
+    !is_server_fault(code)
+}
+
+/// Whether a `faultcode` (a QName such as `soap:Server`) blames the service, not the request.
+fn is_server_fault(code: &str) -> bool {
+    matches!(code.rsplit(':').next(), Some("Server" | "Receiver"))
 }
 
 /// All text below an element, for a fault's `detail`.

@@ -212,6 +212,15 @@ async fn a_server_fault_is_retried_and_a_client_fault_is_not() {
         3,
         "two Server faults retried, the Client one not"
     );
+    // A Server fault under another status than 500 is not retried by the HTTP client, but the
+    // unit fails as retryable (the runner's rerun may succeed), not as permanent.
+    let ok_fault = fault_response("Server").replace("500 Internal Server Error", "200 OK");
+    let (base, _) = scripted(vec![ok_fault]).await;
+    let s = source(&format!("{base}services/V201812/AuditLogService"));
+    let unit = unit_of_nov_16(&s);
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let err = s.fetch(&unit, etl_core::PayloadSender::new(tx)).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
 }
 
 fn job(id: &str, name: Option<&str>, status: &str) -> super::JobStatus {
@@ -445,4 +454,68 @@ async fn the_token_in_a_download_url_path_never_reaches_an_error() {
     for text in errors.iter().chain([&err]) {
         assert!(!text.contains(TOKEN_IN_PATH), "{text}");
     }
+}
+
+#[tokio::test]
+async fn a_resumed_job_still_in_progress_past_job_timeout_is_replaced() {
+    use std::sync::Arc;
+
+    use crate::test_server::{reply, routed};
+
+    let csv = "\u{feff}操作ID,操作日時\r\n1,2025-11-16T10:00:00+09:00\r\n";
+    let server = routed(Arc::new(move |target: &str, _range, nth, host: &str| {
+        if target.starts_with("/services/") {
+            let body = match nth {
+                // The earlier run's job 41, created on the 20th: still IN_PROGRESS.
+                1 => status_envelope("41", "IN_PROGRESS", None),
+                2 => status_envelope("77", "IN_PROGRESS", None)
+                    .replace("getDownloadStatusResponse", "getDownloadResponse"),
+                _ => status_envelope("77", "COMPLETED", Some(&format!("{host}/download/77"))),
+            };
+            return reply(200, &[("Content-Type", "text/xml".into())], body.as_bytes());
+        }
+        reply(200, &[("Content-Type", "text/csv".into())], csv.as_bytes())
+    }))
+    .await;
+    let s = source(&format!("{}/services/V201812/AuditLogService", server.base));
+    let unit = unit_of_nov_16(&s);
+    let state: Arc<dyn etl_core::StateStore> = Arc::new(etl_core::MemoryState::default());
+    let checkpoint = etl_core::Checkpoint::new(Arc::clone(&state), unit.id.clone());
+    checkpoint
+        .save(&super::JobCheckpoint {
+            job_id: "41".into(),
+            start_date: "20251116".into(),
+            end_date: "20251118".into(),
+            lang: "JA".into(),
+            account_id: "100000001".into(),
+            created_at: t("2025-11-20T00:00:00Z"),
+            attempt: 3,
+        })
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<etl_core::Payload>(4);
+    let sender = etl_core::PayloadSender::new(tx).with_checkpoint(checkpoint.clone());
+    let drain = async {
+        let mut names = Vec::new();
+        while let Some(p) = rx.recv().await {
+            names.push(p.meta.name.clone());
+            if let etl_core::PayloadBody::Chunks(mut chunks) = p.body {
+                while chunks.recv().await.is_some() {}
+            }
+        }
+        names
+    };
+    let (result, names) = tokio::join!(s.fetch(&unit, sender), drain);
+    result.unwrap();
+    assert_eq!(names, ["audit-log-job-77.csv"]);
+    let saved: super::JobCheckpoint = checkpoint.load().await.unwrap().unwrap();
+    assert_eq!((saved.job_id.as_str(), saved.attempt), ("77", 4));
+    let posts = server
+        .heads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.starts_with("POST"))
+        .count();
+    assert_eq!(posts, 3, "poll the old job once, create a new one, poll it");
 }
