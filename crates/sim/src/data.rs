@@ -188,3 +188,87 @@ mod day_cache_tests {
         assert_eq!(made, 4, "1 and 2 generated once each, 3 once, 1 again after eviction");
     }
 }
+
+/// Rendered response bodies, kept so that a page asked for again is sent, not built again.
+///
+/// Why: the simulator shares the machine with the client it serves, and in a benchmark run
+/// rendering and gzip-compressing tracking pages took a third of the CPU of both processes together:
+/// time a real vendor spends on its own machines. A page is a pure function of its key, so a
+/// cached copy is byte for byte the page the key would render. Bounded by the bytes held: the
+/// oldest entries go first, and a body larger than the whole bound is not kept.
+#[derive(Debug)]
+pub(crate) struct PageCache<K, V> {
+    inner: std::sync::Mutex<PageCacheInner<K, V>>,
+    max_bytes: usize,
+}
+
+#[derive(Debug)]
+struct PageCacheInner<K, V> {
+    map: std::collections::HashMap<K, (V, usize)>,
+    order: std::collections::VecDeque<K>,
+    bytes: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> PageCache<K, V> {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        Self {
+            inner: std::sync::Mutex::new(PageCacheInner {
+                map: std::collections::HashMap::new(),
+                order: std::collections::VecDeque::new(),
+                bytes: 0,
+            }),
+            max_bytes,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PageCacheInner<K, V>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
+        self.lock().map.get(key).map(|(v, _)| v.clone())
+    }
+
+    /// Keeps `value`, which holds `size` bytes, evicting the oldest entries to stay in bounds.
+    pub(crate) fn insert(&self, key: K, value: V, size: usize) {
+        if size > self.max_bytes {
+            return;
+        }
+        let mut c = self.lock();
+        if c.map.contains_key(&key) {
+            return;
+        }
+        while c.bytes + size > self.max_bytes {
+            let Some(old) = c.order.pop_front() else { break };
+            if let Some((_, n)) = c.map.remove(&old) {
+                c.bytes -= n;
+            }
+        }
+        c.bytes += size;
+        c.order.push_back(key.clone());
+        c.map.insert(key, (value, size));
+    }
+}
+
+#[cfg(test)]
+mod page_cache_tests {
+    use super::PageCache;
+
+    #[test]
+    fn keeps_pages_within_its_bytes_and_drops_the_oldest_first() {
+        let cache = PageCache::new(10);
+        cache.insert(1, "a", 4);
+        cache.insert(2, "b", 4);
+        assert_eq!((cache.get(&1), cache.get(&2)), (Some("a"), Some("b")));
+        cache.insert(3, "c", 4);
+        assert_eq!(cache.get(&1), None, "the oldest page made room");
+        assert_eq!((cache.get(&2), cache.get(&3)), (Some("b"), Some("c")));
+        cache.insert(4, "too big", 11);
+        assert_eq!(cache.get(&4), None, "a page larger than the bound is not kept");
+        assert_eq!(
+            (cache.get(&2), cache.get(&3)),
+            (Some("b"), Some("c")),
+            "and evicts nothing"
+        );
+    }
+}

@@ -39,7 +39,7 @@ use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 
 use crate::Shared;
-use crate::data::{DayCache, SplitMix64, fnv1a64, mix};
+use crate::data::{DayCache, PageCache, SplitMix64, fnv1a64, mix};
 use crate::faults::{Fault, RetryAfter};
 use crate::script::{Api, Delivery, Scripted, announce_length, decode_params, gateway_page, with_retry_after};
 
@@ -54,6 +54,9 @@ const RETENTION_DAYS: u64 = 90;
 const DATA_SALT: u64 = 0x6d61_696c_2d64_6c76;
 /// How many generated days to keep for paging; a client walks a day's pages one after another.
 const CACHED_DAYS: usize = 8;
+/// Bytes of rendered page sections kept (see [`PageCache`]): a day of 150,000 records is about
+/// 40 MB of XML.
+const CACHED_SECTION_BYTES: usize = 128 << 20;
 
 pub(crate) const FINGERPRINT_DEFINITION: &str =
     "wrapping u64 sum over records of FNV-1a-64 of the Log line text (unescaped, UTF-8), as 16 lowercase hex digits";
@@ -654,9 +657,25 @@ fn escape_into(out: &mut String, text: &str) {
     out.push_str(&text[start..]);
 }
 
-fn render_page(records: &[&LogRecord], token: Option<&str>, request_id: &str) -> String {
-    let mut x = String::with_capacity(384 + records.iter().map(|r| r.line.len() + 24).sum::<usize>());
-    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetDeliveryLogResponse>\n  <GetDeliveryLogResult>\n");
+/// A page's body: the records and token of `section` (see [`render_section`]) in the response
+/// envelope, which carries the request id.
+fn render_page(section: &str, request_id: &str) -> String {
+    const HEAD: &str =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetDeliveryLogResponse>\n  <GetDeliveryLogResult>\n";
+    const TAIL: &str = "  </GetDeliveryLogResult>\n  <ResponseMetadata>\n    <RequestId>";
+    let mut x = String::with_capacity(HEAD.len() + section.len() + TAIL.len() + request_id.len() + 64);
+    x.push_str(HEAD);
+    x.push_str(section);
+    x.push_str(TAIL);
+    x.push_str(request_id);
+    x.push_str("</RequestId>\n  </ResponseMetadata>\n</GetDeliveryLogResponse>\n");
+    x
+}
+
+/// The part of a page that depends on the records and the token only: `LogCount`, the `Log`
+/// elements and the `NextToken`.
+fn render_section(records: &[&LogRecord], token: Option<&str>) -> String {
+    let mut x = String::with_capacity(256 + records.iter().map(|r| r.line.len() + 24).sum::<usize>());
     let _ = writeln!(x, "    <LogCount>{}</LogCount>", records.len());
     for r in records {
         x.push_str("    <Log>");
@@ -666,9 +685,6 @@ fn render_page(records: &[&LogRecord], token: Option<&str>, request_id: &str) ->
     if let Some(token) = token {
         let _ = writeln!(x, "    <NextToken>{}</NextToken>", wrap_token(token));
     }
-    x.push_str("  </GetDeliveryLogResult>\n  <ResponseMetadata>\n    <RequestId>");
-    x.push_str(request_id);
-    x.push_str("</RequestId>\n  </ResponseMetadata>\n</GetDeliveryLogResponse>\n");
     x
 }
 
@@ -710,6 +726,10 @@ pub(crate) struct MailDelivery {
     token: String,
     mean_rows: u32,
     cache: DayCache<NaiveDate, DayLog>,
+    /// Sections of pages of windows that were over when asked for, by (start, end, status,
+    /// offset, max items): those pages are the same whenever they are asked for, but for the
+    /// request id.
+    sections: PageCache<(i64, i64, u8, u64, u32), Section>,
 }
 
 impl std::fmt::Debug for MailDelivery {
@@ -735,6 +755,7 @@ impl MailDelivery {
             token,
             mean_rows,
             cache: DayCache::new(CACHED_DAYS),
+            sections: PageCache::new(CACHED_SECTION_BYTES),
         }
     }
 
@@ -817,6 +838,28 @@ impl MailDelivery {
         };
 
         let now_s = now.timestamp();
+        let key = (req.start, req.end_excl, status_param, offset, req.max_items);
+        let over = req.end_excl <= now_s;
+        let section = match self.sections.get(&key).filter(|_| over) {
+            Some(section) => section,
+            None => {
+                let section = self.section(&req, status_param, offset, now_s);
+                if over {
+                    self.sections.insert(key, section.clone(), section.text.len());
+                }
+                section
+            }
+        };
+        Ok(Page {
+            body: Bytes::from(render_page(&section.text, request_id)),
+            log_count: section.log_count,
+            more: section.more,
+        })
+    }
+
+    /// The records from `offset` on that `req` selects at `now_s`, and the token to the next ones.
+    fn section(&self, req: &DeliveryLogRequest, status_param: u8, offset: u64, now_s: i64) -> Section {
+        let (start_min, end_min) = (req.start / 60, req.end_excl / 60 - 1);
         let first_day = DateTime::from_timestamp(req.start, 0).map(|t| t.date_naive());
         let last_day = DateTime::from_timestamp(req.end_excl - 1, 0).map(|t| t.date_naive());
         let mut days: Vec<Arc<DayLog>> = Vec::with_capacity(2);
@@ -847,13 +890,20 @@ impl MailDelivery {
             .encode()
         });
         let page = &matching[from..to];
-        let body = render_page(page, token.as_deref(), request_id);
-        Ok(Page {
-            body: Bytes::from(body),
+        Section {
+            text: Arc::from(render_section(page, token.as_deref())),
             log_count: page.len(),
             more,
-        })
+        }
     }
+}
+
+/// The request-independent part of a page (see [`render_section`]).
+#[derive(Debug, Clone)]
+struct Section {
+    text: Arc<str>,
+    log_count: usize,
+    more: bool,
 }
 
 async fn handle(State(api): State<Arc<MailDelivery>>, method: Method, headers: HeaderMap, body: Bytes) -> Response {

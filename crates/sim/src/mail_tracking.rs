@@ -66,7 +66,7 @@ use chrono::{DateTime, Datelike as _, Days, NaiveDate, Timelike as _, Utc};
 use serde::Serialize;
 
 use crate::Shared;
-use crate::data::{DayCache, SplitMix64, fnv1a64, mix};
+use crate::data::{DayCache, PageCache, SplitMix64, fnv1a64, mix};
 use crate::faults::{Fault, RetryAfter};
 use crate::script::{Api, Delivery, Scripted, announce_length, decode_params, gateway_page, with_retry_after};
 
@@ -86,6 +86,9 @@ const DAY_MS: i64 = 86_400_000;
 const DATA_SALT: u64 = 0x6d61_696c_2d74_726b;
 /// Generated (day, type) pairs kept for paging: a 72-hour window touches four days of one type.
 const CACHED_DAYS: usize = 12;
+/// Bytes of rendered pages kept (see [`PageCache`]): a day of 30,000 records per type is about
+/// 5 MB of gzip-compressed or 25 MB of plain pages.
+const CACHED_PAGE_BYTES: usize = 128 << 20;
 /// How many full days before today the truth file describes.
 const TRUTH_DAYS: u64 = 3;
 
@@ -104,7 +107,7 @@ so the oldest listed day is only partly reachable.";
 // ---------------------------------------------------------------------------------------------------------
 
 /// The seed's two traffic types (the `type` parameter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Traffic {
     Accepted,
     Blocked,
@@ -133,7 +136,7 @@ impl Traffic {
 }
 
 /// The `direction` of a record (and of the filter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Direction {
     In,
     Out,
@@ -1089,7 +1092,7 @@ fn render_page(records: &[&TrackingRecord], token: Option<&str>) -> String {
 /// `FB EF FF` at offsets divisible by 3 encode to `++//`, and 70 = 3 * 23 + 1 leaves `==` of padding, as in
 /// the seed's example, so every token exercises the characters a client must URL-encode. The payload is
 /// masked with a keystream of the simulator's seed so that the token looks as opaque as the real one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Cursor {
     start_ms: i64,
     end_ms: i64,
@@ -1501,6 +1504,19 @@ pub(crate) struct MailTracking {
     api_key: String,
     mean_rows: u32,
     cache: DayCache<(NaiveDate, Traffic), TrafficDay>,
+    pages: PageCache<PageKey, Page>,
+}
+
+/// Everything a page's body depends on: the cursor (window, as-of, offset, query binding) and the
+/// parts of the query the binding only hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PageKey {
+    traffic: Traffic,
+    domain: Option<String>,
+    direction: Option<Direction>,
+    cursor: Cursor,
+    limit: u32,
+    gzipped: bool,
 }
 
 impl std::fmt::Debug for MailTracking {
@@ -1514,6 +1530,7 @@ impl std::fmt::Debug for MailTracking {
 }
 
 /// A successful page, ready to send.
+#[derive(Clone)]
 struct Page {
     body: Bytes,
     gzipped: bool,
@@ -1529,6 +1546,7 @@ impl MailTracking {
             api_key,
             mean_rows,
             cache: DayCache::new(CACHED_DAYS),
+            pages: PageCache::new(CACHED_PAGE_BYTES),
         }
     }
 
@@ -1576,12 +1594,27 @@ impl MailTracking {
                 Cursor {
                     start_ms,
                     end_ms,
-                    as_of_ms: now_ms,
+                    // Only `min(end, as_of)` is ever read: a window already over carries its end,
+                    // so that its tokens, and so its pages, are the same whenever it is asked for.
+                    as_of_ms: now_ms.min(end_ms),
                     offset: 0,
                     binding,
                 }
             }
         };
+
+        let gzipped = accepts_gzip(headers);
+        let key = PageKey {
+            traffic: query.traffic,
+            domain: query.domain.clone(),
+            direction: query.direction,
+            cursor,
+            limit: query.limit,
+            gzipped,
+        };
+        if let Some(page) = self.pages.get(&key) {
+            return Ok(page);
+        }
 
         let hi = cursor.end_ms.min(cursor.as_of_ms);
         let mut days: Vec<Arc<TrafficDay>> = Vec::with_capacity(4);
@@ -1626,18 +1659,19 @@ impl MailTracking {
             .encode(self.shared.seed)
         });
         let text = render_page(page, token.as_deref());
-        let gzipped = accepts_gzip(headers);
         let body = if gzipped {
             gzip(text.as_bytes()).map_err(|e| ApiError::internal(format!("compressing the page failed: {e}")))?
         } else {
             text.into_bytes()
         };
-        Ok(Page {
+        let page = Page {
             body: Bytes::from(body),
             gzipped,
             log_count: page.len(),
             more,
-        })
+        };
+        self.pages.insert(key, page.clone(), page.body.len());
+        Ok(page)
     }
 }
 

@@ -612,6 +612,61 @@ async fn the_same_seed_serves_the_same_data() {
     assert_ne!(a, c);
 }
 
+/// Every page body of a window, following the tokens.
+async fn walk_pages(h: &Harness, start: &str, end: &str) -> Vec<String> {
+    let mut pages: Vec<String> = Vec::new();
+    loop {
+        let token = pages
+            .last()
+            .and_then(|b| element(b, "NextToken"))
+            .map(|t| t.replace('\n', ""));
+        if !pages.is_empty() && token.is_none() {
+            return pages;
+        }
+        let mut params = vec![
+            ("Action", "GetDeliveryLog"),
+            ("StartDate", start),
+            ("EndDate", end),
+            ("MaxItems", "60"),
+        ];
+        if let Some(t) = &token {
+            params.push(("NextToken", t));
+        }
+        let r = h.post_form(&params).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        pages.push(r.body);
+        assert!(pages.len() < 1000, "pagination does not end");
+    }
+}
+
+#[tokio::test]
+async fn a_window_already_over_is_served_the_same_pages_but_for_the_request_id() {
+    // The simulator keeps the record sections of pages it rendered; a kept section must be the
+    // one it would render, and each response still gets its own request id.
+    let (seed, rows) = (6, 500);
+    let d = busy_day(seed, rows);
+    let (fresh, warm) = (
+        Harness::start(args(seed, rows)).await,
+        Harness::start(args(seed, rows)).await,
+    );
+    let (start, end) = (minute(d, "00:00"), minute(d, "23:59"));
+    let first = walk_pages(&warm, &start, &end).await;
+    let again = walk_pages(&warm, &start, &end).await;
+    let other = walk_pages(&fresh, &start, &end).await;
+    assert!(first.len() > 2, "several pages ({})", first.len());
+    let without_id = |b: &String| {
+        let id = element(b, "RequestId").expect("RequestId").to_string();
+        (b.replace(&id, ""), id)
+    };
+    for ((a, b), c) in first.iter().zip(&again).zip(&other) {
+        let ((a, id_a), (b, id_b), (c, _)) = (without_id(a), without_id(b), without_id(c));
+        assert_eq!(a, b, "a second walk (from the kept sections) differs");
+        assert_eq!(a, c, "another simulator renders another page");
+        assert_ne!(id_a, id_b, "every response has its own request id");
+    }
+    assert_eq!((again.len(), other.len()), (first.len(), first.len()));
+}
+
 fn truth_args(seed: u64, rows: u32, path: &std::path::Path) -> SimArgs {
     SimArgs {
         truth: Some(path.to_path_buf()),
