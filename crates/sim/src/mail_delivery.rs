@@ -840,7 +840,7 @@ impl MailDelivery {
         let now_s = now.timestamp();
         let key = (req.start, req.end_excl, status_param, offset, req.max_items);
         let over = req.end_excl <= now_s;
-        let section = match self.sections.get(&key).filter(|_| over) {
+        let section = match over.then(|| self.sections.get(&key)).flatten() {
             Some(section) => section,
             None => {
                 let section = self.section(&req, status_param, offset, now_s);

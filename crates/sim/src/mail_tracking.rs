@@ -1604,15 +1604,18 @@ impl MailTracking {
         };
 
         let gzipped = accepts_gzip(headers);
-        let key = PageKey {
+        // Pages of a window still open carry the as-of of their first request, so no other walk
+        // asks for them again: only the pages of windows already over are kept.
+        let over = cursor.end_ms <= cursor.as_of_ms;
+        let key = over.then(|| PageKey {
             traffic: query.traffic,
             domain: query.domain.clone(),
             direction: query.direction,
             cursor,
             limit: query.limit,
             gzipped,
-        };
-        if let Some(page) = self.pages.get(&key) {
+        });
+        if let Some(page) = key.as_ref().and_then(|k| self.pages.get(k)) {
             return Ok(page);
         }
 
@@ -1670,7 +1673,9 @@ impl MailTracking {
             log_count: page.len(),
             more,
         };
-        self.pages.insert(key, page.clone(), page.body.len());
+        if let Some(key) = key {
+            self.pages.insert(key, page.clone(), page.body.len());
+        }
         Ok(page)
     }
 }
