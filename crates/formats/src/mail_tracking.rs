@@ -21,8 +21,9 @@
 //! chunk that completes it: at most the page itself, which the source holds in memory anyway.
 //!
 //! What counts as what:
-//! - Not JSON, or not the documented page shape (truncated, no `logs` array, `logs` not an array,
-//!   a second `logs`, trailing data after the object): [`DecodeError::Malformed`]. A syntax error
+//! - Not JSON, or not the documented page shape (truncated, no `logs` array on a page with other
+//!   keys such as an error's `code`, `logs` neither an array nor null, a second `logs`, trailing
+//!   data after the object): [`DecodeError::Malformed`]. A syntax error
 //!   inside a record is also Malformed: once the JSON is broken, where the record ends is a guess.
 //! - Well-formed JSON whose values do not fit the schema (a wrong type, an impossible timestamp, a
 //!   missing `genTime`, a duplicated key, invalid UTF-8, an unpaired `\uD800` surrogate, an element
@@ -36,6 +37,9 @@
 //!   record bad: which one the vendor meant is unknowable.
 //! - Page-level keys other than `logs` (`nextToken`, which the source reads, or new ones) are
 //!   skipped and never counted as unknown fields: they describe the page, not a record.
+//! - A page without records may say so as `"logs": []`, `"logs": null` or no `logs` at all, as
+//!   long as `nextToken` is its only other key (`{}` included): an object with any other key and
+//!   no `logs` is an error body or another document, and Malformed.
 //! - Unknown keys are counted in every record that is read completely, bad or not.
 
 use crate::civil::{days_from_civil, days_in_month, digits};
@@ -1250,7 +1254,9 @@ enum PageKey {
     /// `code` and `message` of an error body, quoted when the page has no `logs`.
     Code,
     Message,
-    /// `nextToken` (the source's business) and anything else: skipped.
+    /// `nextToken`: the source's business, skipped here.
+    NextToken,
+    /// Anything else: skipped, but a page without `logs` that has one is not an empty page.
     Other,
 }
 
@@ -1354,6 +1360,8 @@ pub struct MailTrackingDecoder {
     /// Elements of `logs` read so far, good or bad.
     entries: u64,
     logs_seen: bool,
+    /// A page-level key other than `logs` and `nextToken` was read.
+    other_keys: bool,
     code: Option<String>,
     message: Option<String>,
     /// Scratch for page-level keys.
@@ -1379,6 +1387,7 @@ impl MailTrackingDecoder {
             counted: 0,
             entries: 0,
             logs_seen: false,
+            other_keys: false,
             code: None,
             message: None,
             key: Vec::new(),
@@ -1511,8 +1520,10 @@ impl MailTrackingDecoder {
                     b"logs" => PageKey::Logs,
                     b"code" => PageKey::Code,
                     b"message" => PageKey::Message,
+                    b"nextToken" => PageKey::NextToken,
                     _ => PageKey::Other,
                 };
+                self.other_keys |= !matches!(key, PageKey::Logs | PageKey::NextToken);
                 self.top = Top::Colon(key);
             }
             Top::Colon(key) => {
@@ -1528,6 +1539,12 @@ impl MailTrackingDecoder {
                 }
                 if b != b'[' {
                     let found = c.skip_value(1).map_err(|e| self.stop(data, e))?;
+                    if found == "null" {
+                        // `"logs": null`: a page without records, like `[]`.
+                        self.logs_seen = true;
+                        self.top = Top::AfterValue;
+                        return Ok(());
+                    }
                     let reason = format!("`logs` must be an array, found {found}");
                     return Err(self.malformed(data, at, reason).into());
                 }
@@ -1536,7 +1553,7 @@ impl MailTrackingDecoder {
                 self.top = Top::LogsFirst;
             }
             Top::Value(key) => {
-                if b == b'"' && key != PageKey::Other {
+                if b == b'"' && matches!(key, PageKey::Code | PageKey::Message) {
                     self.key.clear();
                     let (text, _) = c.string(&mut self.key).map_err(|e| self.stop(data, e))?;
                     let text = show(txt_bytes(data, &self.key, text));
@@ -1696,7 +1713,9 @@ impl MailTrackingDecoder {
         let consumed = self.process(&buf, true, out)?;
         let end = buf.len();
         debug_assert_eq!(consumed, end, "at the end of the page, every item is complete");
-        if !self.logs_seen {
+        // A page without `logs` whose only key is `nextToken` (or with no key at all) holds no
+        // records; one with other keys (an error body, a different document) is not a page.
+        if !self.logs_seen && self.other_keys {
             let mut reason = "the page has no `logs` array".to_string();
             if self.code.is_some() || self.message.is_some() {
                 let shown =

@@ -921,18 +921,36 @@ fn truncation_messages_say_where_the_page_stopped() {
 }
 
 #[test]
+fn a_page_without_records_may_leave_logs_out_or_null() {
+    for p in [
+        "{}",
+        r#"{"nextToken": "abc"}"#,
+        r#"{"logs": null}"#,
+        "{\n  \"nextToken\": null,\n  \"logs\": null\n}",
+        r#"{"logs": []}"#,
+    ] {
+        let decoded = decode(p, DecodeContext::default()).unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert!(decoded.batches.iter().all(|b| b.num_rows() == 0), "{p}");
+        assert!(decoded.bad.is_empty(), "{p}");
+    }
+}
+
+#[test]
 fn pages_of_the_wrong_shape_are_malformed() {
     let good = good();
     let cases: Vec<(String, u64, &str)> = vec![
-        (r#"{"nextToken": "abc"}"#.into(), 1, "the page has no `logs` array"),
-        ("{}".into(), 1, "the page has no `logs` array"),
+        (
+            r#"{"nextToken": "abc", "status": "busy"}"#.into(),
+            1,
+            "the page has no `logs` array",
+        ),
         (
             "{\n\"code\": \"MTL-401\",\n\"message\": \"Unauthorized\"\n}".into(),
             4,
             "the page has no `logs` array: the service answered an error: code `MTL-401`, message `Unauthorized`",
         ),
         (r#"{"logs": {}}"#.into(), 1, "`logs` must be an array, found an object"),
-        (r#"{"logs": null}"#.into(), 1, "`logs` must be an array, found null"),
+        (r#"{"logs": 7}"#.into(), 1, "`logs` must be an array, found a number"),
         (r#"{"logs": [], "logs": []}"#.into(), 1, "the page has two `logs` keys"),
         (
             format!("{}\n{{}}", page(&[&good]).trim_end()),

@@ -364,7 +364,8 @@ impl Source for MailTracking {
 }
 
 /// The `nextToken` of a page (`None` when absent, null or empty), after checking that the body
-/// is one JSON object with a `logs` array. The records themselves are decoded once, by
+/// is one JSON object with a `logs` array, or a page without records: `logs` null or absent with
+/// no key but `nextToken` (an object with other keys and no `logs` is an error body). The records themselves are decoded once, by
 /// `etl-formats`, on a decode thread: this only walks the top level, skipping strings and nested
 /// values without reading them, so a page costs a fraction of a full parse here.
 fn page_token(body: &[u8]) -> Result<Option<String>, String> {
@@ -374,11 +375,11 @@ fn page_token(body: &[u8]) -> Result<Option<String>, String> {
         return Err("not a JSON object".into());
     }
     scan.at += 1;
-    let (mut token, mut logs) = (None, false);
+    let (mut token, mut logs, mut other_keys) = (None, false, false);
     loop {
         scan.ws();
         match scan.peek() {
-            Some(b'}') if !logs => return Err("no `logs` array".into()),
+            Some(b'}') if !logs && other_keys => return Err("no `logs` array".into()),
             Some(b'}') => break,
             Some(b'"') => {}
             _ => return Err(format!("expected a key at byte {}", scan.at)),
@@ -399,9 +400,9 @@ fn page_token(body: &[u8]) -> Result<Option<String>, String> {
                     _ => return Err("nextToken is not a string".into()),
                 };
             }
-            b"\"logs\"" if value.first() == Some(&b'[') => logs = true,
+            b"\"logs\"" if value.first() == Some(&b'[') || value == b"null" => logs = true,
             b"\"logs\"" => return Err("`logs` is not an array".into()),
-            _ => {}
+            _ => other_keys = true,
         }
         scan.ws();
         match scan.peek() {

@@ -186,6 +186,23 @@ async fn follows_next_token_with_basic_auth_and_both_bounds() {
 }
 
 #[tokio::test]
+async fn pages_without_records_may_leave_logs_out_and_the_chain_goes_on() {
+    let (url, seen) = scripted(vec![
+        json_response("200 OK", r#"{"nextToken": "t2"}"#),
+        json_response("200 OK", r#"{"nextToken": "t3", "logs": null}"#),
+        json_response("200 OK", "{}"),
+    ])
+    .await;
+    let s = source(url.trim_end_matches('/'), &[]);
+    let (res, pages) = fetch_day(&s).await;
+    assert_eq!(res.unwrap().payloads, 3);
+    assert_eq!(pages, 3);
+    let reqs = seen.lock().unwrap();
+    assert!(reqs[1].contains("&token=t2 HTTP/1.1"), "{}", reqs[1]);
+    assert!(reqs[2].contains("&token=t3 HTTP/1.1"), "{}", reqs[2]);
+}
+
+#[tokio::test]
 async fn vendor_errors_name_code_and_message_and_hide_the_key() {
     let (url, _) = scripted(vec![json_response(
         "401 Unauthorized",
@@ -353,6 +370,10 @@ fn the_page_token_is_read_from_the_top_level_only() {
     );
     assert_eq!(page_token(br#"{"logs": []}"#).unwrap(), None);
     assert_eq!(page_token(br#"{"logs": [], "nextToken": null}"#).unwrap(), None);
+    // A page without records may leave `logs` out or null, when `nextToken` is all it holds.
+    assert_eq!(page_token(b"{}").unwrap(), None);
+    assert_eq!(page_token(br#"{"logs": null}"#).unwrap(), None);
+    assert_eq!(page_token(br#"{"nextToken": "t2"}"#).unwrap().as_deref(), Some("t2"));
     assert_eq!(
         page_token(br#"{"logs": [], "nextToken": ""}"#).unwrap(),
         None,
@@ -363,6 +384,8 @@ fn the_page_token_is_read_from_the_top_level_only() {
         (br#"{"logs": [{"a": "b"}"#, "not closed"),
         (br#"[{"logs": []}]"#, "not a JSON object"),
         (br#"{"code": "E", "message": "m"}"#, "no `logs`"),
+        (br#"{"nextToken": "t2", "error": "busy"}"#, "no `logs`"),
+        (br#"{"logs": 0}"#, "not an array"),
         (br#"{"logs": {}}"#, "not an array"),
         (br#"{"logs": [], "nextToken": 5}"#, "not a string"),
         (br#"{"logs": []} {"logs": []}"#, "content after"),
