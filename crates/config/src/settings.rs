@@ -58,7 +58,8 @@ pub struct HttpSettings {
     /// `max_attempts` (optional, >= 1, default 8): attempts per request, the first included.
     pub max_attempts: u32,
     /// `max_retry_time` (optional, > 0, default 5m): total time budget of one request including its
-    /// retries; no retry starts that would end after it.
+    /// retries; no retry starts that would end after it. Time queued for an API's rate limit
+    /// (the CDN listing budget) does not count.
     pub max_retry_time: Duration,
     /// `backoff_base` (optional, default 250ms): the first retry waits up to this long; each
     /// further retry doubles the bound (with full jitter), up to `backoff_max`.

@@ -29,6 +29,7 @@ pub struct HttpConfig {
     /// Attempts per request, the first included (at least 1).
     pub max_attempts: u32,
     /// Time budget of one request from its first attempt; no retry starts that would end after it.
+    /// Waiting for a [`RateBudget`] does not count.
     pub max_retry_time: Duration,
     /// Bound of the first retry's jittered wait; doubled for each further retry.
     pub backoff_base: Duration,
@@ -471,6 +472,9 @@ impl Client {
         // `what` may name a file or a URL: it is shown only redacted.
         let what = &self.inner.redactor.redact(what);
         let started = Instant::now();
+        // Time spent waiting for the rate budget is queueing, not failing: it does not count
+        // against the retry budget (a backfill may queue for minutes before its first attempt).
+        let mut queued = Duration::ZERO;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -481,7 +485,9 @@ impl Client {
             let url = self.inner.redactor.redact_url(request.url().as_str());
             self.check_host(request.url(), &url, what)?;
             if let Some(budget) = &self.inner.budget {
+                let waiting = Instant::now();
                 budget.acquire().await;
+                queued += waiting.elapsed();
             }
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
             let failure = match self.attempt(&http, request, what, &url, stream, is_final).await {
@@ -514,7 +520,7 @@ impl Client {
                 Failure::Transport { message } => (None, Some(message.as_str()), None),
             };
             self.hold_budget(status, wait);
-            match decide(cfg, attempt, started.elapsed(), wait) {
+            match decide(cfg, attempt, started.elapsed().saturating_sub(queued), wait) {
                 Decision::Retry(delay) => {
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(

@@ -498,6 +498,41 @@ async fn a_429_holds_the_whole_budget_for_its_retry_after() {
 }
 
 #[tokio::test]
+async fn waiting_for_the_rate_budget_does_not_spend_the_retry_budget() {
+    use std::sync::Arc;
+
+    use crate::{RateBudget, RateLimit};
+    let server = MockServer::start(vec![
+        response(200, &[], "first"),
+        response(503, &[], "busy"),
+        response(200, &[], "second"),
+    ])
+    .await;
+    // One request per 700 ms; a retry budget of 300 ms.
+    let budget = Arc::new(RateBudget::new(
+        "listing",
+        &[RateLimit::new(1, Duration::from_millis(700))],
+    ));
+    let c = client(HttpConfig {
+        max_retry_time: Duration::from_millis(300),
+        ..cfg()
+    })
+    .with_budget(budget);
+    assert_eq!(get(&c, &server.base).await.unwrap().status, 200);
+    // The second request queues ~700 ms for the budget before its first attempt, and as long
+    // again before its retry; the 503 is still retried.
+    let started = Instant::now();
+    let r = get(&c, &server.base).await.unwrap();
+    assert_eq!((r.status, r.attempts), (200, 2));
+    assert_eq!(&r.body[..], b"second");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_503_with_retry_after_holds_every_client_of_the_budget_one_without_does_not() {
     use std::sync::Arc;
 

@@ -246,7 +246,7 @@ pub static REFERENCE: Reference = Reference {
                         Key { name: "connect_timeout", required: false, rules: "> 0", default: "10s", doc: "Time allowed to open a connection." },
                         Key { name: "read_timeout", required: false, rules: "> 0", default: "60s", doc: "Longest wait for the next bytes of a response (a stall timeout; a large download that keeps moving is never cut)." },
                         Key { name: "max_attempts", required: false, rules: ">= 1", default: "8", doc: "Attempts per request, the first included." },
-                        Key { name: "max_retry_time", required: false, rules: "> 0", default: "5m", doc: "Total time budget of one request including its retries; no retry starts that would end after it." },
+                        Key { name: "max_retry_time", required: false, rules: "> 0", default: "5m", doc: "Total time budget of one request including its retries; no retry starts that would end after it. Time queued for an API's rate limit (the CDN listing budget) does not count." },
                         Key { name: "backoff_base", required: false, rules: "", default: "250ms", doc: "The first retry waits up to this long; each further retry doubles the bound (with full jitter), up to `backoff_max`." },
                         Key { name: "backoff_max", required: false, rules: ">= `backoff_base`", default: "30s", doc: "The largest wait between two attempts (a `Retry-After` from the server may ask for more)." },
                     ],
