@@ -30,7 +30,7 @@ pub enum SinkError {
     /// An option is out of range.
     #[error("parquet sink options: {0}")]
     Options(String),
-    /// Direct access to the local disk (creating the root, removing staged uploads).
+    /// Direct access to the local disk (creating the root, removing staged uploads, temporary files).
     #[error("{what} {}", path.display())]
     LocalIo {
         what: &'static str,

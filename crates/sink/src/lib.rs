@@ -18,10 +18,12 @@
 //!
 //! # How a unit becomes visible exactly once
 //! File names are derived from the unit id and a part number only, so a rewrite of a unit
-//! lands on the same names instead of adding files. Each file goes through an
-//! [`object_store::buffered::BufWriter`]: a small file is one PUT at close, a large one a
-//! multipart upload completed at close (on local disk: a staged `<file>#<n>` renamed into
-//! place), so no reader ever sees a partial `*.parquet`.
+//! lands on the same names instead of adding files. A file is assembled in an anonymous
+//! temporary file (its row group's pages wait in another: see `spill.rs`, which is why memory
+//! does not grow with the row group size) and uploaded when it is complete, through an
+//! [`object_store::buffered::BufWriter`]: a small file is one PUT, a large one a multipart
+//! upload (on local disk: a staged `<file>#<n>` renamed into place), so no reader ever sees a
+//! partial `*.parquet`.
 //!
 //! Before a file receives its first byte, the unit's *intent* (`_etl/intents/<unit>.json`)
 //! lists it. The next attempt of the unit deletes whatever an intent lists, plus local staging
@@ -32,7 +34,7 @@
 //!
 //! # What a crash leaves behind
 //! When a [`UnitWriter`](etl_core::UnitWriter) is dropped without `commit` or `abort` (the process dies, the task
-//! is cancelled), in-flight uploads are never completed, so they never appear as
+//! is cancelled), its temporary files vanish with it (they have no name), and in-flight uploads are never completed, so they never appear as
 //! `*.parquet` (on local disk object_store removes its staging file on drop, and the next
 //! attempt removes any it could not; on S3 an incomplete multipart upload stays invisible and
 //! is reclaimed by a bucket lifecycle rule). What can remain under `**/*.parquet` is:
@@ -70,6 +72,7 @@ mod partition;
 #[cfg(any(test, feature = "test-s3"))]
 pub mod s3_server;
 mod sink;
+mod spill;
 mod state;
 #[cfg(test)]
 mod tests;

@@ -375,8 +375,7 @@ async fn manifest_and_report_agree(fx: Fixture) {
 }
 
 /// A sink whose first [`rolled_then_in_flight`] batch rolls a complete part and whose second
-/// stays open as a multipart upload in flight (the parquet writer hands bytes on in 8 KiB
-/// blocks, so the second batch is larger than that, and the upload buffer tiny).
+/// stays open; the upload buffer is tiny, so every upload is multipart.
 fn rolling_sink(fx: &Fixture) -> ParquetSink {
     fx.sink(ParquetSinkOptions {
         max_file_size: 32 * 1024,
@@ -390,11 +389,12 @@ fn rolled_then_in_flight() -> Vec<RecordBatch> {
     vec![batch(&day_rows(D1, 0..3000)), batch(&day_rows(D1, 3000..3800))]
 }
 
-fn assert_upload_in_flight(fx: &Fixture) {
+/// The open part is assembled in an anonymous spool file and uploaded when complete: nothing of
+/// it is in the dataset yet, not even a staged upload.
+fn assert_open_part_not_in_the_store(fx: &Fixture) {
     if fx.local_root.is_some() {
-        // Staged on disk beside its final name, invisible to `*.parquet`.
         assert!(
-            fx.disk_files().iter().any(|f| f.contains(".parquet#")),
+            fx.disk_files().iter().all(|f| !f.contains("u-0001")),
             "{:?}",
             fx.disk_files()
         );
@@ -410,7 +410,7 @@ async fn abort_leaves_nothing(fx: Fixture) {
         vec!["dt=2025-09-11/u-0000.parquet"],
         "a rolled part is complete"
     );
-    assert_upload_in_flight(&fx);
+    assert_open_part_not_in_the_store(&fx);
     w.abort().await;
     assert_eq!(fx.parquet_files().await, Vec::<String>::new());
     assert!(fx.intent_files("u").await.is_none());
@@ -431,7 +431,7 @@ async fn crash_leftovers_are_removed_by_the_next_attempt(fx: Fixture) {
         intent,
         vec!["dt=2025-09-11/u-0000.parquet", "dt=2025-09-11/u-0001.parquet"]
     );
-    assert_upload_in_flight(&fx);
+    assert_open_part_not_in_the_store(&fx);
     drop(w); // the crash
 
     // Nothing but completed parts the intent lists is visible.
@@ -481,7 +481,7 @@ async fn multipart_uploads_complete_at_commit(fx: Fixture) {
     let sink = rolling_sink(&fx);
     let mut w = begin(&sink, &unit("u")).await;
     write_all(&mut w, rolled_then_in_flight()).await;
-    assert_upload_in_flight(&fx);
+    assert_open_part_not_in_the_store(&fx);
     let report = w.commit(UnitSummary::default()).await.unwrap();
     assert_eq!(
         report.files,
