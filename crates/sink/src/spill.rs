@@ -38,7 +38,6 @@ struct SpillFile {
 
 /// Creates the page stores of one Parquet file: every column chunk's pages go to the same
 /// temporary file.
-#[derive(Clone)]
 pub(crate) struct Spill {
     shared: Arc<Mutex<SpillFile>>,
 }
@@ -169,6 +168,7 @@ mod tests {
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
             .set_max_row_group_row_count(Some(5_000))
             .set_dictionary_page_size_limit(16 * 1024)
+            .set_data_page_size_limit(4 * 1024)
             .build();
         let batches = batches();
         let schema = batches[0].schema();
@@ -181,6 +181,13 @@ mod tests {
         for batch in &batches {
             heap.write(batch).unwrap();
             spilled.write(batch).unwrap();
+            // The heap writer holds the row group's finished pages; the spilling one does not.
+            assert!(
+                spilled.memory_size() < heap.memory_size(),
+                "{} vs {}",
+                spilled.memory_size(),
+                heap.memory_size()
+            );
         }
         let expected = heap.into_inner().unwrap();
         let metadata = spilled.finish().unwrap();
@@ -201,13 +208,13 @@ mod tests {
     #[test]
     fn pages_come_back_as_put_and_the_file_is_reused_once_all_are_taken() {
         let spill = Spill::new().unwrap();
-        let args_free = |spill: &Spill| {
+        let store = |spill: &Spill| {
             Box::new(SpillStore {
                 shared: Arc::clone(&spill.shared),
                 pages: Vec::new(),
             })
         };
-        let (mut a, mut b) = (args_free(&spill), args_free(&spill));
+        let (mut a, mut b) = (store(&spill), store(&spill));
         let a0 = a.put(Bytes::from_static(b"alpha")).unwrap();
         let b0 = b.put(Bytes::from_static(b"beta")).unwrap();
         let a1 = a.put(Bytes::from(vec![7u8; 100_000])).unwrap();
@@ -221,7 +228,7 @@ mod tests {
             0,
             "all taken: the next row group starts over"
         );
-        let mut c = args_free(&spill);
+        let mut c = store(&spill);
         let c0 = c.put(Bytes::from_static(b"gamma")).unwrap();
         assert_eq!(&c.take(c0).unwrap()[..], b"gamma");
         assert!(a.take(PageKey::new(9)).is_err());

@@ -365,8 +365,8 @@ impl Source for MailTracking {
 
 /// The `nextToken` of a page (`None` when absent, null or empty), after checking that the body
 /// is one JSON object with a `logs` array, or a page without records: `logs` null or absent with
-/// no key but `nextToken` (an object with other keys and no `logs` is an error body). The records themselves are decoded once, by
-/// `etl-formats`, on a decode thread: this only walks the top level, skipping strings and nested
+/// no key but `nextToken` (an object with other keys and no `logs` is an error body). The
+/// records themselves are decoded once, by `etl-formats`, on a decode thread: this only walks the top level, skipping strings and nested
 /// values without reading them, so a page costs a fraction of a full parse here.
 fn page_token(body: &[u8]) -> Result<Option<String>, String> {
     let mut scan = TopLevel { body, at: 0 };
